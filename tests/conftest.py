@@ -1,0 +1,46 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trainer.config import DataConfig
+from trainer.data import resolve_images
+
+TINY_LLAMA = ["model.base=config", "model.tokenizer=bytes", "model.config.hidden_size=64",
+              "model.config.intermediate_size=128", "model.config.num_hidden_layers=2",
+              "model.config.num_attention_heads=4", "model.config.num_key_value_heads=4"]
+SMALL_PROMPT = ["prompt.patch_height=8", "prompt.patch_width=8", "prompt.context_rows=1", "prompt.context_margin=4",
+                "prompt.instruction=px"]
+
+
+@pytest.fixture(scope="session")
+def photos() -> list[Path]:
+    """Real photos: the shared training photos, or scikit-image's embedded ones (never Kodak)."""
+    return resolve_images(DataConfig(train_dirs=["default"]))
+
+
+@pytest.fixture(scope="session")
+def crop_dir(tmp_path_factory, photos) -> Path:
+    """Six 64x48 real-photo crops in a folder of their own (fast to train on)."""
+    folder = tmp_path_factory.mktemp("crops")
+    for i, path in enumerate(photos[:6]):
+        array = np.asarray(Image.open(path).convert("RGB"))
+        y, x = array.shape[0] // 2, array.shape[1] // 2
+        Image.fromarray(array[y:y + 48, x:x + 64]).save(folder / f"crop{i}.png")
+    return folder
+
+
+@pytest.fixture
+def tiny_overrides(crop_dir, tmp_path) -> list[str]:
+    """Overrides that turn the quickstart recipe into a seconds-long run on the crops."""
+    return TINY_LLAMA + SMALL_PROMPT + [
+        f"output_dir={tmp_path / 'run'}", f"data.train_dirs=[{crop_dir}]", "data.val_images=2",
+        "data.patches_per_image=16", "data.val_patches_per_image=8", f"data.cache_dir={tmp_path / 'cache'}",
+        "batch_size=8", "warmup_steps=2", "log_every=2", "eval_every=100", "save_every=100"]

@@ -1,0 +1,158 @@
+"""Recipes: YAML files in `recipes/` checked against a typed schema, with `key=value` overrides.
+
+One schema (the dataclasses below) gives every key its type and default; a recipe YAML sets
+values and the command line overrides them with dotted keys (`data.patches_per_image=64`).
+OmegaConf in struct mode turns an unknown key or a wrongly typed value into an error; we
+re-raise it as `RecipeError` listing what is valid, so a typo never trains silently.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+
+class RecipeError(ValueError):
+    """A recipe name, key or value that does not exist or does not type-check."""
+
+
+@dataclass
+class ModelConfig:
+    # "config": build from `config` below (random init, offline); otherwise a hub id, a local
+    # folder, a `.gguf` file, or `package:DIST/FILE` for a file shipped inside an installed package.
+    base: str = "config"
+    # AutoConfig keyword arguments (model_type first) when base == "config".
+    config: dict[str, Any] = field(default_factory=dict)
+    # "base": the base model's tokenizer; "bytes": a byte-level tokenizer built locally; or a path.
+    tokenizer: str = "base"
+    # "auto": reuse numerals "0".."255" when all are single tokens, else add 256 tokens.
+    pixel_vocab: str = "auto"
+    dtype: str = "float32"
+    revision: str = "main"
+    attn_implementation: str = "sdpa"
+
+
+@dataclass
+class LoraSettings:
+    enabled: bool = False
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class PromptConfig:
+    instruction: str = (
+        "Lossless image compression. Predict the next value. Each value is one 8-bit subpixel; "
+        "every {channels} values form one pixel ({channel_names}); pixels run left to right, "
+        "rows top to bottom."
+    )
+    context_marker: str = "\nAbove:"
+    patch_marker: str = "\nPatch:"
+    fill: str = "?"  # stands for context pixels outside the image; one token, never coded
+    patch_height: int = 16
+    patch_width: int = 16
+    context_rows: int = 2  # pixel rows above the patch given as in-context priors
+    context_margin: int = 8  # extra context columns left and right of the patch
+
+
+@dataclass
+class DataConfig:
+    # Image folders; "default" = $PIXLM_DATA/photos if present, else photos embedded in scikit-image.
+    train_dirs: list[str] = field(default_factory=lambda: ["default"])
+    val_images: int = 4  # whole images held out for validation (split by image, never by patch)
+    max_images: int = 0  # 0 = all
+    patches_per_image: int = 64
+    val_patches_per_image: int = 16
+    cache_dir: str = ""  # "" = $PIXLM_CACHE or ~/.cache/pixlm
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "checkpoints/run"
+    max_steps: int = 100
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 10
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"  # no | bf16 | fp16 (Accelerate refuses what the hardware lacks)
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 50
+    save_every: int = 50
+    keep_checkpoints: int = 2
+    # "" or "false": fresh run; "true": latest state in output_dir; or a checkpoint folder.
+    resume: str = ""
+    num_workers: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def available_recipes(directory: Path = RECIPES_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def valid_keys(schema: type = TrainConfig, prefix: str = "") -> list[str]:
+    """Every dotted key the schema accepts (free-form dicts such as model.config end the walk)."""
+    keys = []
+    for f in dataclasses.fields(schema):
+        name = prefix + f.name
+        if dataclasses.is_dataclass(f.type):
+            keys += valid_keys(f.type, name + ".")
+        else:
+            keys.append(name)
+    return keys
+
+
+def load_recipe(name: str, overrides: list[str] = (), schema: type = TrainConfig,
+                directory: Path = RECIPES_DIR):
+    """Recipe `name` (a file in recipes/ or a path to a YAML) with `key=value` overrides applied."""
+    path = Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        path = directory / f"{name}.yaml"
+    if not path.is_file():
+        raise RecipeError(f"unknown recipe '{name}'; available: {', '.join(available_recipes(directory))}")
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise RecipeError(f"override '{item}' is not key=value")
+    base = OmegaConf.structured(schema)
+    try:
+        merged = OmegaConf.merge(base, OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or ""
+        reason = str(err).splitlines()[0]
+        raise RecipeError(
+            f"recipe '{path.stem}': bad key or value '{key}': {reason}\n"
+            f"valid keys: {', '.join(valid_keys(schema))}") from None
+    return cfg
+
+
+def to_yaml(cfg) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def flat_dict(cfg) -> dict[str, Any]:
+    """Flattened scalars for tensorboard hparams (it refuses nested dicts and lists)."""
+    out = {}
+
+    def walk(value, prefix):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = value if isinstance(value, (int, float, str, bool)) else str(value)
+
+    walk(OmegaConf.to_container(OmegaConf.structured(cfg)), "")
+    return out

@@ -1,0 +1,181 @@
+"""The training loop: one readable function, driven by Accelerate.
+
+Accelerate places the model, accumulates gradients, applies mixed precision, logs to
+tensorboard and saves/loads the full training state. Each state goes to its own
+`checkpoints/checkpoint-STEP/` folder with a `trainer_state.json` (step and number of batches
+consumed) written last, so a resume never trusts a half-written state and never depends on
+Accelerate's own iteration counter (which can resume at the wrong step).
+"""
+
+import json
+import math
+import shutil
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import DistributedType, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .config import TrainConfig, flat_dict, to_yaml
+from .data import build_datasets, collate
+from .model import build_pixel_lm, count_parameters
+
+STATE_FILE = "trainer_state.json"
+
+
+def lr_lambda(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio of the peak."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def find_resume(resume: str, output_dir: Path) -> Path | None:
+    """The checkpoint folder to resume from, or None for a fresh run."""
+    if resume.lower() in ("", "false", "none", "no"):
+        return None
+    if resume.lower() in ("true", "yes", "latest"):
+        done = sorted(p.parent for p in (output_dir / "checkpoints").glob(f"checkpoint-*/{STATE_FILE}"))
+        return done[-1] if done else None  # nothing saved yet: start fresh
+    path = Path(resume)
+    if not (path / STATE_FILE).is_file():
+        raise FileNotFoundError(f"resume={resume}: not a checkpoint folder (no {STATE_FILE})")
+    return path
+
+
+@torch.no_grad()
+def evaluate(model, loader, accelerator) -> float:
+    """Validation bpsp: total bits / total subpixels over all val patches (never a mean of means)."""
+    model.eval()
+    bits = count = 0.0
+    for batch in loader:
+        out = model(**batch)
+        seq_bits, seq_count = accelerator.gather_for_metrics((out["seq_bits"], out["seq_count"]))
+        bits += seq_bits.double().sum().item()
+        count += seq_count.double().sum().item()
+    model.train()
+    return bits / count
+
+
+def train(cfg: TrainConfig) -> dict:
+    out = Path(cfg.output_dir)
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision,
+                              log_with="tensorboard", project_dir=str(out),
+                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+    set_seed(cfg.seed)
+    torch.set_flush_denormal(True)  # tiny Adam states otherwise slow CPU steps down 2x as training goes on
+    model = build_pixel_lm(cfg.model, cfg.prompt, cfg.lora)
+    with accelerator.main_process_first():
+        train_set, val_set, split = build_datasets(cfg.data, model.prompt, cfg.seed)
+    make_batch = partial(collate, pad_id=model.prompt.fill_id)
+    train_loader = DataLoader(train_set, cfg.batch_size, shuffle=True, drop_last=True, collate_fn=make_batch,
+                              num_workers=cfg.num_workers)
+    val_loader = DataLoader(val_set, cfg.batch_size, collate_fn=make_batch, num_workers=cfg.num_workers)
+    if len(train_loader) == 0:
+        raise ValueError(f"{len(train_set)} training patches make no batch of {cfg.batch_size}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_lambda, cfg=cfg))
+    sizes = count_parameters(model)
+    model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, val_loader, scheduler)
+    accelerator.init_trackers("tensorboard", config=flat_dict(cfg))
+
+    step = batches_seen = 0
+    metrics = {"initial_val_bpsp": None, "val_bpsp": None, **sizes, **split}
+    checkpoint = find_resume(cfg.resume, out)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+        step, batches_seen = state["step"], state["batches_seen"]
+        metrics["initial_val_bpsp"] = state["initial_val_bpsp"]
+        accelerator.print(f"resumed from {checkpoint} at step {step}")
+    else:
+        metrics["initial_val_bpsp"] = evaluate(model, val_loader, accelerator)
+        accelerator.log({"val/bpsp": metrics["initial_val_bpsp"]}, step=0)
+
+    def batches(seen):
+        """Endless batches from position `seen`: same order as an uninterrupted run."""
+        epoch, offset = divmod(seen, len(train_loader))
+        while True:
+            train_loader.set_epoch(epoch)
+            yield from accelerator.skip_first_batches(train_loader, offset) if offset else train_loader
+            epoch, offset = epoch + 1, 0
+
+    def save_state():
+        folder = out / "checkpoints" / f"checkpoint-{step:07d}"
+        accelerator.save_state(str(folder))
+        if accelerator.is_main_process:
+            (folder / STATE_FILE).write_text(json.dumps(
+                {"step": step, "batches_seen": batches_seen, "initial_val_bpsp": metrics["initial_val_bpsp"]}))
+            done = sorted(p.parent for p in (out / "checkpoints").glob(f"checkpoint-*/{STATE_FILE}"))
+            for old in done[:-cfg.keep_checkpoints]:
+                shutil.rmtree(old)
+        accelerator.wait_for_everyone()
+
+    stream = batches(batches_seen)
+    window = {"bits": 0.0, "count": 0.0, "tokens": 0, "start": time.perf_counter()}
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="train", disable=not accelerator.is_main_process)
+    model.train()
+    try:
+        while step < cfg.max_steps:
+            for _ in range(cfg.grad_accum):
+                batch = next(stream)
+                batches_seen += 1
+                with accelerator.accumulate(model):
+                    result = model(**batch)
+                    accelerator.backward(result["loss"])
+                    if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                window["bits"] += result["bits"].item()
+                window["count"] += result["count"].item()
+                window["tokens"] += batch["input_ids"].numel()
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                totals = accelerator.reduce(torch.tensor([window["bits"], window["count"], window["tokens"]],
+                                                         device=accelerator.device), "sum")
+                seconds = time.perf_counter() - window["start"]
+                train_bpsp = (totals[0] / totals[1]).item()
+                accelerator.log({"train/bpsp": train_bpsp, "train/lr": scheduler.get_last_lr()[0],
+                                 "train/tokens_per_s": totals[2].item() / seconds}, step=step)
+                bar.set_postfix(bpsp=f"{train_bpsp:.3f}")
+                window = {"bits": 0.0, "count": 0.0, "tokens": 0, "start": time.perf_counter()}
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                metrics["val_bpsp"] = evaluate(model, val_loader, accelerator)
+                accelerator.log({"val/bpsp": metrics["val_bpsp"]}, step=step)
+                bar.write(f"step {step}: val bpsp {metrics['val_bpsp']:.4f}")
+            if step % cfg.save_every == 0 or step == cfg.max_steps:
+                save_state()
+    except KeyboardInterrupt:
+        save_state()
+        accelerator.print(f"\ninterrupted: state saved at step {step}; continue with resume=true")
+        raise
+    finally:
+        bar.close()
+        accelerator.end_training()
+
+    metrics["steps"] = step
+    final_model = accelerator.unwrap_model(model)
+    if accelerator.distributed_type == DistributedType.FSDP:
+        # Sharded weights -> one full state dict on the main process, saved from a plain copy.
+        # (Written for recipes/accelerate/fsdp.yaml; CI has no GPUs to run it.)
+        state = accelerator.get_state_dict(model)
+        if accelerator.is_main_process:
+            final_model = build_pixel_lm(cfg.model, cfg.prompt, cfg.lora)
+            final_model.load_state_dict(state)
+    if accelerator.is_main_process:
+        final = out / "final"
+        final_model.save_pretrained(final)
+        (final / "recipe.yaml").write_text(to_yaml(cfg))
+        (final / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    accelerator.wait_for_everyone()
+    return metrics

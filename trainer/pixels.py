@@ -1,0 +1,114 @@
+"""Tokenization step 1: image -> subpixel values 0..255 in a declared scan order, cut into patches.
+
+Scan order (`SCAN_ORDER`): inside a patch, rows top to bottom, pixels left to right, and the
+channels of one pixel interleaved (R, G, B for RGB) -- the order in which a decoder produces them.
+Patches tile the image row-major; edge patches are simply smaller (nothing padded is ever coded).
+The in-context prior of a patch is the `context_rows` pixel rows directly above it, widened by
+`context_margin` columns each side: all of it lies in earlier patch rows, so a decoder that
+decodes patch rows in order (every patch of a row at once, as one batch) already has it.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+SCAN_ORDER = "patch rows top-down; in a patch: rows top-down, pixels left-right, channels interleaved"
+# Modes coded losslessly, with their channel count (the count goes into the stream).
+CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
+CHANNEL_NAMES = {1: "gray", 2: "gray, alpha", 3: "red, green, blue", 4: "red, green, blue, alpha"}
+FILL = -1  # marks a context position with no pixel (outside the image)
+
+
+class ImageModeError(ValueError):
+    """An image whose pixels pixlm cannot code losslessly as 8-bit subpixels."""
+
+
+@dataclass(frozen=True)
+class Patch:
+    y: int
+    x: int
+    height: int
+    width: int
+
+
+def check_mode(image: Image.Image, name: str = "image") -> int:
+    """Channel count of an image pixlm can code, or ImageModeError saying why not."""
+    mode = image.mode
+    if mode in CHANNELS:
+        return CHANNELS[mode]
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        raise ImageModeError(f"{name}: {mode} holds 16/32-bit samples; pixlm codes 8-bit images only")
+    if mode in ("P", "PA"):
+        raise ImageModeError(
+            f"{name}: palette image ({mode}); palette indices are not pixel values. Convert it "
+            "first, e.g. Image.open(p).convert('RGBA' if 'transparency' in im.info else 'RGB')")
+    raise ImageModeError(f"{name}: mode {mode} is not supported; use L, LA, RGB or RGBA (8 bits per channel)")
+
+
+def load_image(source) -> np.ndarray:
+    """(H, W, C) uint8 array of a path or PIL image in a supported mode (see CHANNELS)."""
+    if isinstance(source, Image.Image):
+        image, name = source, "image"
+    else:
+        name = str(source)
+        try:
+            image = Image.open(source)
+            image.load()
+        except (OSError, SyntaxError) as err:
+            raise ImageModeError(f"{name}: not a readable image ({err})") from None
+    channels = check_mode(image, name)
+    array = np.asarray(image, dtype=np.uint8)
+    return array.reshape(image.height, image.width, channels)
+
+
+def to_image(array: np.ndarray) -> Image.Image:
+    """Inverse of load_image."""
+    channels = array.shape[2]
+    mode = {v: k for k, v in CHANNELS.items()}[channels]
+    return Image.fromarray(array[:, :, 0] if channels == 1 else array, mode=mode)
+
+
+def patch_grid(height: int, width: int, patch_height: int, patch_width: int) -> list[Patch]:
+    """Row-major tiling; the last row/column of patches is smaller when sizes do not divide."""
+    if height < 1 or width < 1:
+        raise ImageModeError(f"empty image ({width}x{height})")
+    return [Patch(y, x, min(patch_height, height - y), min(patch_width, width - x))
+            for y in range(0, height, patch_height) for x in range(0, width, patch_width)]
+
+
+def patch_values(image: np.ndarray, patch: Patch) -> np.ndarray:
+    """Subpixels of a patch in scan order, uint8, length height * width * C."""
+    return image[patch.y:patch.y + patch.height, patch.x:patch.x + patch.width].reshape(-1)
+
+
+def put_patch(image: np.ndarray, patch: Patch, values: np.ndarray) -> None:
+    """Write decoded scan-order values back (inverse of patch_values)."""
+    image[patch.y:patch.y + patch.height, patch.x:patch.x + patch.width] = values.reshape(
+        patch.height, patch.width, image.shape[2])
+
+
+def context_values(image: np.ndarray, patch: Patch, rows: int, margin: int, patch_width: int) -> np.ndarray:
+    """The rows above `patch`, fixed shape (rows, margin + patch_width + margin, C), int16.
+
+    The width uses the nominal `patch_width` (not the edge patch's), so every patch of a recipe
+    has the same context layout; positions outside the image hold FILL. Only rows < patch.y are
+    read: pixels a decoder has before it starts this patch.
+    """
+    channels = image.shape[2]
+    out = np.full((rows, margin + patch_width + margin, channels), FILL, dtype=np.int16)
+    y0, x0 = patch.y - rows, patch.x - margin
+    ys, xs = max(y0, 0), max(x0, 0)
+    ye, xe = patch.y, min(x0 + out.shape[1], image.shape[1])
+    if ye > ys and xe > xs:
+        out[ys - y0:ye - y0, xs - x0:xe - x0] = image[ys:ye, xs:xe]
+    return out
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files below a folder (recursive, sorted), by the extensions Pillow reads losslessly."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm"}
