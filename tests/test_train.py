@@ -47,9 +47,10 @@ def test_short_run_lowers_val_bpsp_and_logs_to_tensorboard(tiny_overrides, tmp_p
     assert reloaded.vocab.kind == "added" and reloaded.prompt.spec.patch_width == 8
 
 
-def test_resume_continues_at_the_right_step_with_same_optimizer_and_data(tiny_overrides, tmp_path):
+@pytest.mark.parametrize("lora", ["false", "true"])
+def test_resume_continues_at_the_right_step_with_same_optimizer_and_data(tiny_overrides, tmp_path, lora):
     """6 steps straight == 3 steps, restart from the saved state, 3 more: bit for bit."""
-    common = tiny_overrides + ["max_steps=6", "save_every=3", "keep_checkpoints=3", "lora.enabled=false"]
+    common = tiny_overrides + ["max_steps=6", "save_every=3", "keep_checkpoints=3", f"lora.enabled={lora}", "lora.dropout=0.1"]
     straight = load_recipe("quickstart", common + [f"output_dir={tmp_path / 'a'}"])
     train(straight)
     first_half = tmp_path / "a" / "checkpoints" / "checkpoint-0000003"
@@ -101,6 +102,8 @@ def test_lora_on_a_local_model_saves_and_reloads(tiny_overrides, tmp_path):
         a = merged.log_probs(merged.hidden_states(ids)[0])
         b = adapted.log_probs(adapted.hidden_states(ids)[0])
     assert torch.allclose(a, b, atol=1e-5)
+    state = load_file(next(Path(cfg.output_dir, "checkpoints").glob("checkpoint-*")) / "model.safetensors")
+    assert state and all("lora_" in k or "pixel_head" in k or "trainable_tokens" in k for k in state)  # no frozen base copy
     adapter_weights = load_file(final / "adapter" / "adapter_model.safetensors")
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapter_weights.items())  # LoRA really trained
 

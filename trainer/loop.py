@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import DistributedType, set_seed
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -46,6 +47,30 @@ def find_resume(resume: str, output_dir: Path) -> Path | None:
     if not (path / STATE_FILE).is_file():
         raise FileNotFoundError(f"resume={resume}: not a checkpoint folder (no {STATE_FILE})")
     return path
+
+
+def save_only_trainable(accelerator) -> None:
+    """Make training states hold only trained tensors: a LoRA state is MBs, not the whole base model.
+
+    The frozen base weights are rebuilt from the recipe at resume, so they need no copy per step.
+    """
+    def save(models, weights, _):
+        for model, state in zip(models, weights):
+            trained = {name for name, p in model.named_parameters() if p.requires_grad}
+            for key in [k for k in state if k not in trained]:
+                del state[key]
+
+    def load(models, input_dir):
+        for i, model in enumerate(models):
+            state = load_file(Path(input_dir, "model.safetensors" if i == 0 else f"model_{i}.safetensors"))
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            trained = {name for name, p in model.named_parameters() if p.requires_grad}
+            if unexpected or trained & set(missing):
+                raise ValueError(f"{input_dir}: training state does not match this recipe's model")
+        models.clear()  # loaded here; Accelerate must not load them again (strictly)
+
+    accelerator.register_save_state_pre_hook(save)
+    accelerator.register_load_state_pre_hook(load)
 
 
 @torch.no_grad()
@@ -85,6 +110,7 @@ def train(cfg: TrainConfig) -> dict:
     model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, val_loader, scheduler)
     accelerator.init_trackers("tensorboard", config=flat_dict(cfg))
+    save_only_trainable(accelerator)
 
     step = batches_seen = 0
     metrics = {"initial_val_bpsp": None, "val_bpsp": None, **sizes, **split}
@@ -124,9 +150,12 @@ def train(cfg: TrainConfig) -> dict:
     model.train()
     try:
         while step < cfg.max_steps:
-            for _ in range(cfg.grad_accum):
-                batch = next(stream)
-                batches_seen += 1
+            step_batches = [next(stream) for _ in range(cfg.grad_accum)]
+            batches_seen += cfg.grad_accum
+            # Dropout draws depend on (seed, step, rank) only, so a resumed run repeats them exactly
+            # (a DataLoader iterator draws from the global RNG when created, and a resume creates one more).
+            set_seed(cfg.seed + step, device_specific=True)
+            for batch in step_batches:
                 with accelerator.accumulate(model):
                     result = model(**batch)
                     accelerator.backward(result["loss"])
