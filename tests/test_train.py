@@ -128,3 +128,29 @@ def test_lora_clic_builds_its_config_and_fails_clearly_offline(tmp_path):
     assert result.returncode == 2
     assert "cannot load" in result.stderr and "meta-llama/Llama-3.2-1B" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_interrupt_saves_a_state_that_resume_continues(tiny_overrides, tmp_path):
+    """Ctrl-C (SIGINT) mid-run: a state is saved at the current step and resume=true goes on from it."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = [a for a in tiny_overrides if not a.startswith("output_dir=")] + [f"output_dir={out}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PIXLM_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "train.py", "recipe=quickstart", "max_steps=100000", "log_every=1", *args],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(out.rglob("events.out.tfevents.*")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # some steps
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    states = sorted((out / "checkpoints").glob("checkpoint-*/trainer_state.json"))
+    assert len(states) == 1
+    stopped = json.loads(states[0].read_text())["step"]
+    assert stopped > 0
+    metrics = train(load_recipe("quickstart", args + [f"max_steps={stopped + 2}", "resume=true"]))
+    assert metrics["steps"] == stopped + 2

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .config import TrainConfig, flat_dict, to_yaml
-from .data import build_datasets, collate
+from .data import DataError, build_datasets, collate
 from .model import build_pixel_lm, count_parameters
 
 STATE_FILE = "trainer_state.json"
@@ -102,7 +102,7 @@ def train(cfg: TrainConfig) -> dict:
                               num_workers=cfg.num_workers)
     val_loader = DataLoader(val_set, cfg.batch_size, collate_fn=make_batch, num_workers=cfg.num_workers)
     if len(train_loader) == 0:
-        raise ValueError(f"{len(train_set)} training patches make no batch of {cfg.batch_size}")
+        raise DataError(f"{len(train_set)} training patches make no batch of batch_size={cfg.batch_size}")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_lambda, cfg=cfg))
@@ -151,7 +151,6 @@ def train(cfg: TrainConfig) -> dict:
     try:
         while step < cfg.max_steps:
             step_batches = [next(stream) for _ in range(cfg.grad_accum)]
-            batches_seen += cfg.grad_accum
             # Dropout draws depend on (seed, step, rank) only, so a resumed run repeats them exactly
             # (a DataLoader iterator draws from the global RNG when created, and a resume creates one more).
             set_seed(cfg.seed + step, device_specific=True)
@@ -167,7 +166,7 @@ def train(cfg: TrainConfig) -> dict:
                 window["bits"] += result["bits"].item()
                 window["count"] += result["count"].item()
                 window["tokens"] += batch["input_ids"].numel()
-            step += 1
+            step, batches_seen = step + 1, batches_seen + cfg.grad_accum  # only whole steps count
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 totals = accelerator.reduce(torch.tensor([window["bits"], window["count"], window["tokens"]],
@@ -193,6 +192,8 @@ def train(cfg: TrainConfig) -> dict:
         accelerator.end_training()
 
     metrics["steps"] = step
+    if metrics["val_bpsp"] is None:  # resumed a run that had already finished
+        metrics["val_bpsp"] = evaluate(model, val_loader, accelerator)
     final_model = accelerator.unwrap_model(model)
     if accelerator.distributed_type == DistributedType.FSDP:
         # Sharded weights -> one full state dict on the main process, saved from a plain copy.
