@@ -52,7 +52,7 @@ def test_kv_cache_steps_match_full_forward_for_a_batch_of_patches(tiny, photos):
     patches = patch_grid(8, 8, 4, 4)
     ids, _, n = batch_of_patches(tiny, image, patches)
     values = torch.tensor(np.stack([patch_values(image, p) for p in patches]))
-    logp, cache = tiny.prefill(ids[:, :n])
+    logp, cache = tiny.prefill(ids[:, :n], values.shape[1])
     steps = [logp]
     for k in range(values.shape[1] - 1):
         logp, cache = tiny.step(values[:, k], cache)

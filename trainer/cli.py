@@ -2,6 +2,7 @@
 
 import logging
 import sys
+from pathlib import Path
 
 from .config import RecipeError, available_recipes, load_recipe
 from .data import DataError
@@ -36,26 +37,81 @@ def run_recipe_script(main, argv: list[str]) -> int:
     return 0
 
 
+def _encode_paths(source: Path, out: Path) -> list[tuple[Path, Path]]:
+    """(image, stream) pairs: one file, or every image in a folder into a folder of .pxl files."""
+    from .pixels import image_files
+
+    if source.is_dir():
+        images = image_files(source)
+        if not images:
+            raise FileNotFoundError(f"{source} holds no images")
+        out.mkdir(parents=True, exist_ok=True)
+        return [(p, out / p.relative_to(source).with_suffix(".pxl")) for p in images]
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: no such file")
+    return [(source, out)]
+
+
 def main(argv: list[str] | None = None) -> int:
     """The `pixlm` command."""
     import argparse
-    from pathlib import Path
 
+    from .bundle import BundleError, export_bundle, find_bundle
+    from .codec import Codec, CodecError, read_header
+    from .container import FormatError
     from .download import DownloadError, download, load_manifest
+    from .entropy import StreamError
 
     parser = argparse.ArgumentParser(prog="pixlm", description="Causal LMs as lossless image codecs.")
     commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("encode", "compress an image (or every image in a folder) into .pxl"),
+                            ("decode", "decompress a .pxl file into a PNG, pixel-identical to the original")):
+        cmd = commands.add_parser(name, help=help_text)
+        cmd.add_argument("input", type=Path)
+        cmd.add_argument("output", type=Path)
+        cmd.add_argument("--bundle", type=Path, required=name == "encode", help="codec bundle folder"
+                         + ("" if name == "encode" else " (default: the known bundle whose id the file names)"))
+        cmd.add_argument("--threads", type=int, default=None, help="torch CPU threads (the output does not depend on it)")
+        cmd.add_argument("--batch-size", type=int, default=256, help="patches per model call (the output does not depend on it)")
+        cmd.add_argument("--quiet", action="store_true", help="no progress bars")
+    export = commands.add_parser("export", help="turn a trained checkpoint (train.py's final/) into a codec bundle")
+    export.add_argument("checkpoint", type=Path)
+    export.add_argument("output", type=Path)
+    export.add_argument("--precision", type=int, default=16, help="bits of the integer probability tables (8..24)")
     fetch = commands.add_parser("download", help="download an image set listed in a manifest, checksum-verified")
     fetch.add_argument("manifest", help="name in data/manifests (e.g. kodak) or a manifest .json path")
     fetch.add_argument("--dest", type=Path, required=True, help="folder to write the images to")
     args = parser.parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would bury ours
 
     try:
         if args.command == "download":
             manifest = load_manifest(args.manifest)
             paths = download(manifest, args.dest, progress=lambda p: print(f"verified {p}", file=sys.stderr))
             print(f"{len(paths)} files in {args.dest}, all sha256-verified")
-    except (DownloadError, *USER_ERRORS) as err:
+        elif args.command == "export":
+            bundle = export_bundle(args.checkpoint, args.output, args.precision)
+            print(f"bundle {bundle.path} (id {bundle.bundle_id[:16]}, precision {bundle.precision} bits)")
+        elif args.command == "encode":
+            pairs = _encode_paths(args.input, args.output)
+            codec = Codec(args.bundle, batch_size=args.batch_size, threads=args.threads, progress=not args.quiet)
+            for image, stream in pairs:
+                print(codec.encode(image, stream).summary("encode"), flush=True)
+        else:
+            header = read_header(args.input)  # a bad file is refused before any model loads
+            bundle = args.bundle or find_bundle(header.bundle_id)
+            codec = Codec(bundle, batch_size=args.batch_size, threads=args.threads, progress=not args.quiet)
+            _, report = codec.decode(args.input, args.output)
+            print(report.summary("decode"))
+    except (DownloadError, BundleError, FormatError, CodecError, StreamError, *USER_ERRORS) as err:
         print(f"pixlm: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedTokenizerFast
+from transformers.cache_utils import DynamicLayer
 
 from .config import LoraSettings, ModelConfig, PromptConfig
 from .prompt import PromptBuilder
@@ -130,6 +131,41 @@ def apply_lora(model, lora: LoraSettings, vocab: PixelVocab):
     return get_peft_model(model, config)
 
 
+class PreallocatedLayer(DynamicLayer):
+    """A DynamicLayer that writes into one buffer sized up front instead of concatenating each step
+    (the concatenation copies the whole cache every step: most of a small model's step time)."""
+
+    def __init__(self, max_len: int):
+        super().__init__()
+        self.max_len, self.length = max_len, 0
+
+    def lazy_initialization(self, key_states, value_states) -> None:
+        super().lazy_initialization(key_states, value_states)
+        batch, heads, _, dim = key_states.shape
+        self._keys = key_states.new_empty(batch, heads, self.max_len, dim)
+        self._values = value_states.new_empty(batch, value_states.shape[1], self.max_len, value_states.shape[3])
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache full ({self.max_len} tokens)")
+        self._keys[:, :, self.length:end] = key_states
+        self._values[:, :, self.length:end] = value_states
+        self.length = end
+        self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
+        return self.keys, self.values
+
+
+def preallocated_cache(config, max_len: int) -> DynamicCache:
+    cache = DynamicCache(config=config)
+    if not all(type(layer) is DynamicLayer for layer in cache.layers):
+        return cache  # sliding-window or other special layers: keep transformers' own
+    cache.layers = [PreallocatedLayer(max_len) for _ in cache.layers]
+    return cache
+
+
 class PixelLM(nn.Module):
     def __init__(self, lm, tokenizer, vocab: PixelVocab, prompt: PromptBuilder, pixel_head: nn.Linear | None = None):
         super().__init__()
@@ -177,9 +213,10 @@ class PixelLM(nn.Module):
 
     # -- step by step with a KV cache (the codec's path) -------------------------------------
     @torch.no_grad()
-    def prefill(self, prefix_ids: torch.Tensor):
-        """Run the prompt prefixes (B, P); log-probs (B, 256) of the first subpixel and the cache."""
-        hidden, cache = self.hidden_states(prefix_ids, cache=DynamicCache(config=self.lm.config))
+    def prefill(self, prefix_ids: torch.Tensor, max_new: int):
+        """Run the prompt prefixes (B, P); log-probs (B, 256) of the first subpixel and a KV cache
+        with room for `max_new` more tokens."""
+        hidden, cache = self.hidden_states(prefix_ids, cache=preallocated_cache(self.lm.config, prefix_ids.shape[1] + max_new))
         return self.log_probs(hidden[:, -1]), cache
 
     @torch.no_grad()

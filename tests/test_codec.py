@@ -1,0 +1,210 @@
+"""The codec end to end: real tiny trained model, real photo crops, real range coding, real files."""
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import SMALL_PROMPT, TINY_LLAMA
+from trainer.bundle import BundleError, export_bundle, open_bundle
+from trainer.codec import MIN_LANES, Codec, CodecError
+from trainer.config import load_recipe
+from trainer.container import FormatError, pack, unpack
+from trainer.entropy import quantize
+from trainer.loop import train
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory, crop_dir):
+    """A tiny model trained for a few seconds on real photo crops, exported as a bundle."""
+    root = tmp_path_factory.mktemp("codec")
+    cfg = load_recipe("quickstart", TINY_LLAMA + SMALL_PROMPT + [
+        f"output_dir={root / 'run'}", f"data.train_dirs=[{crop_dir}]", "data.val_images=2",
+        "data.patches_per_image=16", f"data.cache_dir={root / 'cache'}", "max_steps=30", "lr=3e-3",
+        "eval_every=100", "save_every=100", "log_every=10"])
+    train(cfg)
+    return export_bundle(root / "run" / "final", root / "bundle", precision=16).path
+
+
+@pytest.fixture(scope="session")
+def codec(bundle_dir):
+    return Codec(bundle_dir, progress=False)
+
+
+@pytest.fixture(scope="session")
+def photo(photos):
+    return np.asarray(Image.open(photos[3]).convert("RGBA"))
+
+
+def crop(photo, height, width, mode="RGB"):
+    y, x = photo.shape[0] // 3, photo.shape[1] // 3
+    image = Image.fromarray(photo[y:y + height, x:x + width], "RGBA")
+    return image.convert(mode) if mode != "RGBA" else image
+
+
+@pytest.mark.parametrize("height,width,mode", [
+    (1, 1, "RGB"), (1, 37, "RGB"), (29, 1, "RGB"), (17, 5, "RGB"), (20, 13, "RGB"), (16, 24, "RGB"),
+    (11, 9, "L"), (10, 12, "RGBA"), (9, 7, "LA")])
+def test_round_trip_is_bit_exact(codec, photo, tmp_path, height, width, mode):
+    image = crop(photo, height, width, mode)
+    report = codec.encode(image, tmp_path / "x.pxl")
+    decoded, back = codec.decode(tmp_path / "x.pxl", tmp_path / "x.png")
+    original = np.asarray(image).reshape(height, width, -1)
+    assert np.array_equal(decoded, original)
+    reread = Image.open(tmp_path / "x.png")
+    assert reread.mode == mode and np.array_equal(np.asarray(reread).reshape(decoded.shape), original)
+    size = (tmp_path / "x.pxl").stat().st_size
+    assert report.file_bytes == back.file_bytes == size
+    assert report.bpsp == pytest.approx(8 * size / original.size)
+
+
+def test_overhead_on_a_real_photo_is_under_half_a_percent(codec, photo, tmp_path):
+    report = codec.encode(crop(photo, 96, 128), tmp_path / "p.pxl")
+    assert report.model_bpsp < 7.9  # the model has learnt something, so the tables are not flat
+    assert 0 <= report.overhead < 0.005, report.summary("encode")
+
+
+def test_same_bytes_with_one_or_two_threads_and_any_encoder_batch(bundle_dir, photo, tmp_path):
+    image = crop(photo, 24, 40)
+    streams = []
+    for threads, batch in ((1, 256), (2, 256), (2, 3), (1, 17)):
+        Codec(bundle_dir, batch_size=batch, threads=threads, progress=False).encode(image, tmp_path / "s.pxl")
+        streams.append((tmp_path / "s.pxl").read_bytes())
+    torch.set_num_threads(2)
+    assert all(s == streams[0] for s in streams)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5, 64])
+def test_decode_is_bit_exact_with_other_batch_sizes(codec, bundle_dir, photo, tmp_path, batch_size):
+    image = crop(photo, 24, 40)  # 3 x 5 patches of 8x8
+    codec.encode(image, tmp_path / "b.pxl")
+    other = Codec(bundle_dir, batch_size=batch_size, progress=False)
+    decoded, _ = other.decode(tmp_path / "b.pxl")
+    assert np.array_equal(decoded, np.asarray(image))
+
+
+def test_model_rows_do_not_depend_on_batch_from_min_lanes(codec):
+    """What bit-exactness rests on: from MIN_LANES rows up, a row's step output is the same in any batch."""
+    rng = np.random.default_rng(0)
+    prefix = torch.from_numpy(rng.choice(codec.model.vocab.ids, (3 * MIN_LANES, 40)))
+    values = torch.from_numpy(rng.integers(0, 256, (3 * MIN_LANES, 6)))
+
+    def run(rows):
+        log_probs, cache = codec.model.prefill(prefix[rows], 6)
+        for k in range(6):
+            log_probs, cache = codec.model.step(values[rows, k], cache)
+        return log_probs
+
+    full = run(torch.arange(3 * MIN_LANES))
+    for rows in (torch.arange(MIN_LANES), torch.arange(MIN_LANES + 1), torch.randperm(3 * MIN_LANES)[:20]):
+        assert torch.equal(run(rows), full[rows])
+
+
+def test_quantized_frequencies_are_positive_and_exact():
+    log_probs = torch.log_softmax(torch.randn(500, 256) * torch.linspace(0.1, 30, 500)[:, None], -1)
+    for precision in (12, 16, 24):
+        freqs = quantize(log_probs, precision)
+        assert freqs.min() >= 1 and (freqs.sum(1) == 1 << precision).all()
+        assert np.array_equal(freqs, quantize(log_probs.clone(), precision))
+
+
+@pytest.fixture
+def stream(codec, photo, tmp_path):
+    image = crop(photo, 16, 16)
+    codec.encode(image, tmp_path / "ok.pxl")
+    return (tmp_path / "ok.pxl").read_bytes(), np.asarray(image)
+
+
+def header_length(data: bytes) -> int:
+    header, payload = unpack(data)
+    return len(data) - len(payload)
+
+
+def test_every_corruption_is_a_clear_error(codec, stream, tmp_path):
+    data, _ = stream
+    n_header = header_length(data)
+    cases = {"empty": b"", "random": np.random.default_rng(1).bytes(len(data)), "magic only": data[:4],
+             "png": (REPO / "tests" / "conftest.py").read_bytes()}
+    for cut in (3, 10, 25, n_header - 1, n_header + 5, len(data) - 1):
+        cases[f"truncated at {cut}"] = data[:cut]
+    for pos in (5, 20, 22, 30, n_header - 6, n_header - 1, n_header + 2, len(data) // 2, len(data) - 1):
+        flipped = bytearray(data)
+        flipped[pos] ^= 0x41
+        cases[f"flip {pos}"] = bytes(flipped)
+    cases["trailing bytes"] = data + b"\0\0\0\0"
+    for name, bad in cases.items():
+        (tmp_path / "bad.pxl").write_bytes(bad)
+        with pytest.raises((FormatError, CodecError)) as err:
+            codec.decode(tmp_path / "bad.pxl", tmp_path / "bad.png")
+        assert "\n" not in str(err.value), name
+        assert not (tmp_path / "bad.png").exists(), name
+
+
+def test_wrong_bundle_numeric_mode_and_pixel_crc_are_refused(codec, bundle_dir, stream, tmp_path):
+    data, _ = stream
+    other = tmp_path / "other"
+    shutil.copytree(bundle_dir, other)
+    os.remove(other / "manifest.json")
+    (other / "codec.json").write_text('{"format_version": 1, "precision": 15}')
+    from trainer.bundle import write_manifest
+    write_manifest(other)
+    (tmp_path / "s.pxl").write_bytes(data)
+    with pytest.raises(CodecError, match="encoded with bundle"):
+        Codec(other, progress=False).decode(tmp_path / "s.pxl")
+
+    header, payload = unpack(data)
+    (tmp_path / "mode.pxl").write_bytes(pack(replace(header, numeric_mode="fp16-cuda"), payload))
+    with pytest.raises(CodecError, match="numeric mode"):
+        codec.decode(tmp_path / "mode.pxl")
+    # A decoder whose arithmetic drifted: simulated by a pixel CRC that cannot match.
+    (tmp_path / "crc.pxl").write_bytes(pack(replace(header, pixel_crc=header.pixel_crc ^ 1), payload))
+    with pytest.raises(CodecError, match="CRC"):
+        codec.decode(tmp_path / "crc.pxl", tmp_path / "never.png")
+    assert not (tmp_path / "never.png").exists()
+
+
+def test_tampered_or_incomplete_bundles_are_refused(bundle_dir, tmp_path):
+    for damage in ("change", "remove", "add"):
+        copy = tmp_path / damage
+        shutil.copytree(bundle_dir, copy)
+        if damage == "change":
+            with open(copy / "pixel_head.safetensors", "r+b") as f:
+                f.seek(-3, 2)
+                f.write(b"xyz")
+        elif damage == "remove":
+            os.remove(copy / "prompt.json")
+        else:
+            (copy / "extra.bin").write_bytes(b"1")
+        with pytest.raises(BundleError):
+            open_bundle(copy)
+    with pytest.raises(BundleError, match="not a codec bundle"):
+        open_bundle(tmp_path)
+
+
+def test_cli_encodes_a_folder_and_decodes_without_naming_the_bundle(bundle_dir, photo, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    crop(photo, 9, 17).save(folder / "a.png")
+    crop(photo, 8, 8, "L").save(folder / "b.png")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PIXLM_BUNDLES": str(bundle_dir.parent)}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "trainer.cli", *map(str, a)], cwd=REPO, env=env,
+                                    capture_output=True, text=True)
+    enc = run("encode", folder, tmp_path / "out", "--bundle", bundle_dir, "--threads", "1")
+    assert enc.returncode == 0, enc.stderr
+    assert len(enc.stdout.strip().splitlines()) == 2 and "subpixels/s" in enc.stdout and "overhead" in enc.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.pxl", "b.pxl"]
+    dec = run("decode", tmp_path / "out" / "a.pxl", tmp_path / "a.png", "--quiet")
+    assert dec.returncode == 0, dec.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.asarray(Image.open(folder / "a.png")))
+    (tmp_path / "junk.pxl").write_bytes(b"PXLM\x01junk")
+    bad = run("decode", tmp_path / "junk.pxl", tmp_path / "j.png")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "pixlm: error:" in bad.stderr

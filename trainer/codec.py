@@ -1,0 +1,238 @@
+"""Lossless image coding with a PixelLM bundle: real arithmetic coding into `.pxl` files.
+
+Order of coding. Patches tile the image (pixels.patch_grid); a patch row is decoded as one batch,
+step by step through the KV cache, because the context of a patch (the rows above it) lies in
+earlier patch rows. Inside a row the stream holds, for step k = 0, 1, ..., the k-th subpixel of
+every patch that has one, left to right.
+
+Why encoder and decoder agree bit for bit. Both run the same function (`_predict`) over the same
+prefixes and the same step inputs, in float32 with denormals flushed, and quantize the log-probs
+to integer frequencies (entropy.quantize). What could still differ is the batch: CPU matmul
+kernels pick other code paths for small batches, and KV-cache logits then change by ~1 ulp. So
+every model call runs at least MIN_LANES rows (padded with copies): at that size each row's
+result is the same whatever the batch size, order or company (measured; tests/test_codec.py
+keeps checking it). Thread count does not change results either (also tested). The encoder may
+therefore batch several patch rows at once, and a decoder may use any batch size.
+
+What is not guaranteed: other CPU kinds, other torch builds or a GPU may compute different
+floats. The stream records the bundle id and the numeric mode; a decoder refuses a different
+mode, and the CRC32 of the pixels turns any remaining mismatch into an error, never a wrong image.
+"""
+
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .bundle import Bundle, open_bundle
+from .container import FormatError, Header, pack, unpack
+from .entropy import Decoder, Encoder, StreamError, quantize
+from .pixels import CHANNELS, Patch, load_image, patch_grid, patch_values, put_patch, to_image
+
+MIN_LANES = 16
+LN2 = float(np.log(2))
+
+
+class CodecError(ValueError):
+    """A stream that does not decode with this bundle or this machine."""
+
+
+@dataclass
+class Report:
+    """What a coding run measured. bpsp counts every byte of the file, header included."""
+    path: str
+    width: int
+    height: int
+    channels: int
+    file_bytes: int
+    seconds: float
+    model_bpsp: float | None = None  # cross-entropy of the model's float distribution (encode only)
+    timing: dict = field(default_factory=dict)
+
+    @property
+    def subpixels(self) -> int:
+        return self.width * self.height * self.channels
+
+    @property
+    def bpsp(self) -> float:
+        return 8 * self.file_bytes / self.subpixels
+
+    @property
+    def overhead(self) -> float | None:
+        return self.bpsp / self.model_bpsp - 1 if self.model_bpsp else None
+
+    def summary(self, verb: str) -> str:
+        line = f"{self.path}: {self.width}x{self.height}x{self.channels}, {self.file_bytes} bytes, {self.bpsp:.4f} bpsp"
+        if self.model_bpsp is not None:
+            line += f" (model cross-entropy {self.model_bpsp:.4f} bpsp, overhead {100 * self.overhead:.2f}%)"
+        return line + f", {verb} {self.seconds:.2f} s, {self.subpixels / self.seconds:,.0f} subpixels/s"
+
+
+class Codec:
+    def __init__(self, bundle: Bundle | str | Path, batch_size: int = 256, threads: int | None = None,
+                 progress: bool = True):
+        self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+        if threads:
+            torch.set_num_threads(threads)
+        torch.set_flush_denormal(True)  # part of the numeric mode: both sides must agree
+        self.model = self.bundle.load_model()
+        self.prompt = self.model.prompt
+        self.batch_size = max(1, batch_size)
+        self.progress = progress
+        self.numeric_mode = f"fp32-cpu-ftz-l{MIN_LANES}"
+        self.timing = {}
+
+    # -- the one prediction path both sides run --------------------------------------------
+    def _timed(self, key, fn, *args):
+        start = time.perf_counter()
+        out = fn(*args)
+        self.timing[key] = self.timing.get(key, 0.0) + time.perf_counter() - start
+        return out
+
+    def _chunks(self, rows: np.ndarray):
+        """Rows in chunks of batch_size, each padded with copies of its first row to MIN_LANES."""
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start:start + self.batch_size]
+            pad = np.repeat(chunk[:1], max(0, MIN_LANES - len(chunk)), 0)
+            yield torch.from_numpy(np.ascontiguousarray(np.concatenate([chunk, pad]))), len(chunk)
+
+    def _prefill(self, prefixes: np.ndarray, steps: int):
+        outs, caches = [], []
+        for ids, n in self._chunks(prefixes):
+            log_probs, cache = self.model.prefill(ids, steps)
+            outs.append(log_probs[:n])
+            caches.append(cache)
+        return torch.cat(outs), caches
+
+    def _step(self, values: np.ndarray, caches: list):
+        outs = []
+        for (ids, n), cache in zip(self._chunks(values), caches):
+            log_probs, _ = self.model.step(ids, cache)  # the cache grows in place
+            outs.append(log_probs[:n])
+        return torch.cat(outs)
+
+    def _predict(self, image: np.ndarray, patches: list[Patch], source) -> np.ndarray:
+        """Step through `patches` as one batch. At step k, `source(k, active, freqs, log_probs)` returns
+        the values of the active patches (the encoder: the true ones; the decoder: decoded ones)."""
+        lengths = np.array([p.height * p.width * image.shape[2] for p in patches])
+        steps = int(lengths.max())
+        prefixes = np.stack([self.prompt.prefix(self.prompt.context(image, p)) for p in patches])
+        values = np.zeros((len(patches), steps), dtype=np.uint8)
+        log_probs, caches = self._timed("model", self._prefill, prefixes, steps)
+        for k in range(steps):
+            active = np.flatnonzero(lengths > k)
+            act_log_probs = log_probs[active]
+            freqs = self._timed("quantize", quantize, act_log_probs, self.bundle.precision)
+            values[active, k] = source(k, active, freqs, act_log_probs)
+            if k + 1 < steps:
+                log_probs = self._timed("model", self._step, values[:, k], caches)
+        return values
+
+    # -- encode -----------------------------------------------------------------------------
+    def encode(self, source, out_path) -> Report:
+        """Encode an image (path or PIL image) into a .pxl file; returns what was measured."""
+        start = time.perf_counter()
+        self.timing = {}
+        image = load_image(source)
+        height, width, channels = image.shape
+        spec = self.prompt.spec
+        rows = patch_rows(height, width, spec.patch_height, spec.patch_width)
+        encoder = Encoder(self.bundle.precision)
+        total_nats = 0.0
+        per_group = max(1, self.batch_size // len(rows[0]))  # patch rows per batch: the encoder has all context
+        bar = tqdm(total=len(rows), desc="encode", unit="row", disable=not self.progress)
+        for g in range(0, len(rows), per_group):
+            group_rows = rows[g:g + per_group]
+            group = [p for row in group_rows for p in row]
+            truth = [patch_values(image, p) for p in group]
+            recorded = []  # per step: (active patch indices, frequency tables, true symbols)
+
+            def source(k, active, freqs, log_probs):
+                nonlocal total_nats
+                symbols = np.array([truth[i][k] for i in active], dtype=np.uint8)
+                recorded.append((active, freqs.astype(np.int32), symbols))
+                total_nats -= log_probs.gather(1, torch.from_numpy(symbols.astype(np.int64))[:, None]).sum().item()
+                return symbols
+
+            self._predict(image, group, source)
+            # Emit in the decoder's order: patch row by patch row, step by step, patches left to right.
+            first = 0
+            for row in group_rows:
+                keep = [(a >= first) & (a < first + len(row)) for a, _, _ in recorded]
+                symbols = np.concatenate([s[m] for (_, _, s), m in zip(recorded, keep)])
+                freqs = np.concatenate([f[m] for (_, f, _), m in zip(recorded, keep)])
+                self._timed("coder", encoder.encode, symbols, freqs)
+                first += len(row)
+                bar.update(1)
+        bar.close()
+        payload = encoder.finish()
+        header = Header(bytes.fromhex(self.bundle.bundle_id)[:16], self.numeric_mode,
+                        {v: k for k, v in CHANNELS.items()}[channels], width, height, channels,
+                        spec.patch_height, spec.patch_width, self.bundle.precision, zlib.crc32(image.tobytes()))
+        data = pack(header, payload)
+        Path(out_path).write_bytes(data)
+        seconds = time.perf_counter() - start
+        return Report(str(out_path), width, height, channels, len(data), seconds,
+                      model_bpsp=total_nats / LN2 / image.size, timing=self._breakdown(seconds))
+
+    # -- decode -----------------------------------------------------------------------------
+    def decode(self, in_path, out_path=None) -> tuple[np.ndarray, Report]:
+        """Decode a .pxl file (checked end to end); writes a PNG if out_path is given."""
+        start = time.perf_counter()
+        self.timing = {}
+        data = Path(in_path).read_bytes()
+        header, payload = unpack(data)
+        self.check_header(header)
+        image = np.zeros((header.height, header.width, header.channels), dtype=np.uint8)
+        decoder = Decoder(payload, header.precision)
+        rows = patch_rows(header.height, header.width, header.patch_height, header.patch_width)
+        for row in tqdm(rows, desc="decode", unit="row", disable=not self.progress):
+            def source(k, active, freqs, log_probs):
+                return self._timed("coder", decoder.decode, freqs)
+
+            values = self._predict(image, row, source)
+            for i, p in enumerate(row):
+                put_patch(image, p, values[i, :p.height * p.width * header.channels])
+        if zlib.crc32(image.tobytes()) != header.pixel_crc:
+            raise CodecError("decoded pixels fail the CRC check: this machine computes different probabilities "
+                             f"than the encoder's (numeric mode {header.numeric_mode}); the output was not written")
+        if out_path is not None:
+            to_image(image).save(out_path, format="PNG")
+        seconds = time.perf_counter() - start
+        return image, Report(str(in_path), header.width, header.height, header.channels, len(data), seconds,
+                             timing=self._breakdown(seconds))
+
+    def check_header(self, header: Header) -> None:
+        if header.bundle_id != bytes.fromhex(self.bundle.bundle_id)[:16]:
+            raise CodecError(f"this file was encoded with bundle {header.bundle_id.hex()}..., not with "
+                             f"{self.bundle.path} ({self.bundle.bundle_id[:32]}...)")
+        if header.numeric_mode != self.numeric_mode:
+            raise CodecError(f"this file was encoded in numeric mode {header.numeric_mode}; this decoder computes "
+                             f"{self.numeric_mode}: decoding would not reproduce its probabilities")
+        spec = self.prompt.spec
+        if (header.patch_height, header.patch_width, header.precision) != (spec.patch_height, spec.patch_width,
+                                                                          self.bundle.precision):
+            raise CodecError("patch layout or precision in the file differs from the bundle's")
+
+    def _breakdown(self, seconds: float) -> dict:
+        out = {k: round(v, 3) for k, v in self.timing.items()}
+        out["other"] = round(seconds - sum(self.timing.values()), 3)
+        return out
+
+
+def patch_rows(height: int, width: int, patch_height: int, patch_width: int) -> list[list[Patch]]:
+    """The patch grid as rows: the units decoded one after another."""
+    grid = patch_grid(height, width, patch_height, patch_width)
+    per_row = -(-width // patch_width)
+    return [grid[i:i + per_row] for i in range(0, len(grid), per_row)]
+
+
+def read_header(path) -> Header:
+    return unpack(Path(path).read_bytes())[0]
+
+
+__all__ = ["Codec", "CodecError", "FormatError", "StreamError", "Report", "read_header"]
