@@ -98,15 +98,18 @@ def test_model_rows_do_not_depend_on_batch_from_min_lanes(codec):
     prefix = torch.from_numpy(rng.choice(codec.model.vocab.ids, (3 * MIN_LANES, 40)))
     values = torch.from_numpy(rng.integers(0, 256, (3 * MIN_LANES, 6)))
 
-    def run(rows):
+    def run(rows, threads):
+        torch.set_num_threads(threads)
         log_probs, cache = codec.model.prefill(prefix[rows], 6)
         for k in range(6):
             log_probs, cache = codec.model.step(values[rows, k], cache)
         return log_probs
 
-    full = run(torch.arange(3 * MIN_LANES))
-    for rows in (torch.arange(MIN_LANES), torch.arange(MIN_LANES + 1), torch.randperm(3 * MIN_LANES)[:20]):
-        assert torch.equal(run(rows), full[rows])
+    full = run(torch.arange(3 * MIN_LANES), 2)
+    for threads in (1, 2):
+        for rows in (torch.arange(MIN_LANES), torch.arange(MIN_LANES + 1), torch.randperm(3 * MIN_LANES)[:20]):
+            assert torch.equal(run(rows, threads), full[rows])
+    torch.set_num_threads(2)
 
 
 def test_quantized_frequencies_are_positive_and_exact():

@@ -41,7 +41,9 @@ class Bundle:
     def load_model(self):
         from .model import PixelLM
 
-        return PixelLM.from_pretrained(self.path).eval()
+        # Eager attention: torch's SDPA splits a one-token query over the KV length by thread count,
+        # so its results change with the number of threads; the eager softmax(QK^T)V does not.
+        return PixelLM.from_pretrained(self.path, attn_implementation="eager").eval()
 
 
 def _file_hashes(folder: Path) -> dict[str, str]:

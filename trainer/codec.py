@@ -7,8 +7,10 @@ every patch that has one, left to right.
 
 Why encoder and decoder agree bit for bit. Both run the same function (`_predict`) over the same
 prefixes and the same step inputs, in float32 with denormals flushed, and quantize the log-probs
-to integer frequencies (entropy.quantize). What could still differ is the batch: CPU matmul
-kernels pick other code paths for small batches, and KV-cache logits then change by ~1 ulp. So
+to integer frequencies (entropy.quantize). Attention is the eager softmax(QK^T)V: torch's SDPA
+splits a one-token query over the cache by thread count, which changes its floats (measured).
+What could still differ is the batch: CPU matmul kernels pick other code paths for small
+batches (below ~8 rows here), and KV-cache logits then change by ~1 ulp. So
 every model call runs at least MIN_LANES rows (padded with copies): at that size each row's
 result is the same whatever the batch size, order or company (measured; tests/test_codec.py
 keeps checking it). Thread count does not change results either (also tested). The encoder may
@@ -83,7 +85,7 @@ class Codec:
         self.prompt = self.model.prompt
         self.batch_size = max(1, batch_size)
         self.progress = progress
-        self.numeric_mode = f"fp32-cpu-ftz-l{MIN_LANES}"
+        self.numeric_mode = f"fp32-cpu-ftz-eager-l{MIN_LANES}"
         self.timing = {}
 
     # -- the one prediction path both sides run --------------------------------------------

@@ -245,12 +245,12 @@ class PixelLM(nn.Module):
         save_file({k: v.detach().contiguous() for k, v in self.pixel_head.state_dict().items()}, directory / HEAD_FILE)
 
     @classmethod
-    def from_pretrained(cls, directory, dtype=torch.float32) -> "PixelLM":
+    def from_pretrained(cls, directory, dtype=torch.float32, attn_implementation: str | None = None) -> "PixelLM":
         directory = Path(directory)
         for name in ("config.json", HEAD_FILE, "pixel_vocab.json", "prompt.json"):
             if not (directory / name).is_file():
                 raise ModelLoadError(f"{directory} is not a pixlm checkpoint: {name} is missing")
-        lm = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
+        lm = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, attn_implementation=attn_implementation)
         tokenizer = AutoTokenizer.from_pretrained(directory)
         vocab = PixelVocab.load(directory)
         head_state = load_file(directory / HEAD_FILE)
