@@ -44,3 +44,26 @@ def tiny_overrides(crop_dir, tmp_path) -> list[str]:
         f"output_dir={tmp_path / 'run'}", f"data.train_dirs=[{crop_dir}]", "data.val_images=2",
         "data.patches_per_image=16", "data.val_patches_per_image=8", f"data.cache_dir={tmp_path / 'cache'}",
         "batch_size=8", "warmup_steps=2", "log_every=2", "eval_every=100", "save_every=100"]
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(tmp_path_factory, crop_dir) -> Path:
+    """A tiny model trained for a few seconds on real photo crops: train.py's final/ folder."""
+    from trainer.config import load_recipe
+    from trainer.loop import train
+
+    root = tmp_path_factory.mktemp("teacher")
+    cfg = load_recipe("quickstart", TINY_LLAMA + SMALL_PROMPT + [
+        f"output_dir={root / 'run'}", f"data.train_dirs=[{crop_dir}]", "data.val_images=2",
+        "data.patches_per_image=16", f"data.cache_dir={root / 'cache'}", "max_steps=30", "lr=3e-3",
+        "eval_every=100", "save_every=100", "log_every=10"])
+    train(cfg)
+    return root / "run" / "final"
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory, teacher_dir) -> Path:
+    """That tiny model exported as a codec bundle (fp32, 16-bit probability tables)."""
+    from trainer.bundle import export_bundle
+
+    return export_bundle(teacher_dir, tmp_path_factory.mktemp("bundle") / "tiny", precision=16).path

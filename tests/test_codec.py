@@ -12,27 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import SMALL_PROMPT, TINY_LLAMA
-from trainer.bundle import BundleError, export_bundle, open_bundle
+from trainer.bundle import BundleError, open_bundle
 from trainer.codec import MIN_LANES, Codec, CodecError
-from trainer.config import load_recipe
 from trainer.container import FormatError, pack, unpack
 from trainer.entropy import quantize
-from trainer.loop import train
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="session")
-def bundle_dir(tmp_path_factory, crop_dir):
-    """A tiny model trained for a few seconds on real photo crops, exported as a bundle."""
-    root = tmp_path_factory.mktemp("codec")
-    cfg = load_recipe("quickstart", TINY_LLAMA + SMALL_PROMPT + [
-        f"output_dir={root / 'run'}", f"data.train_dirs=[{crop_dir}]", "data.val_images=2",
-        "data.patches_per_image=16", f"data.cache_dir={root / 'cache'}", "max_steps=30", "lr=3e-3",
-        "eval_every=100", "save_every=100", "log_every=10"])
-    train(cfg)
-    return export_bundle(root / "run" / "final", root / "bundle", precision=16).path
 
 
 @pytest.fixture(scope="session")

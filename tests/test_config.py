@@ -1,12 +1,32 @@
 import pytest
 
-from trainer.config import RecipeError, TrainConfig, available_recipes, flat_dict, load_recipe, valid_keys
+from pathlib import Path
+
+from trainer.config import (RECIPES_DIR, DistillConfig, RecipeError, TrainConfig, available_recipes, flat_dict,
+                            load_recipe, valid_keys)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def recipe_script(name: str) -> str:
+    """The script a recipe's header comment says runs it (`# Run:  accelerate launch SCRIPT recipe=NAME`)."""
+    for line in (RECIPES_DIR / f"{name}.yaml").read_text().splitlines():
+        if line.startswith("# Run:"):
+            words = line.split()
+            assert f"recipe={name}" in words, line
+            return next(w for w in words if w.endswith(".py"))
+    raise AssertionError(f"recipes/{name}.yaml has no '# Run:' line")
 
 
 @pytest.mark.parametrize("name", available_recipes())
-def test_every_shipped_recipe_loads_and_has_the_required_keys(name):
-    cfg = load_recipe(name)
-    assert isinstance(cfg, TrainConfig)
+def test_every_shipped_recipe_loads_with_its_script_schema(name):
+    from trainer.context_train import ContextTrainConfig
+
+    schema = {"train.py": TrainConfig, "distill.py": DistillConfig, "train_context.py": ContextTrainConfig}[
+        recipe_script(name)]
+    assert (REPO / recipe_script(name)).is_file()
+    cfg = load_recipe(name, schema=schema)
+    assert type(cfg) is schema
     assert cfg.output_dir.startswith("checkpoints/") and cfg.max_steps > 0
 
 

@@ -3,7 +3,10 @@
 A bundle is a `PixelLM.save_pretrained` folder (config.json, model.safetensors, tokenizer,
 pixel_vocab.json, prompt.json, pixel_head.safetensors) plus
 
-- `codec.json`: bundle format version and probability precision (bits of the integer frequencies);
+- `codec.json`: bundle format version, probability precision (bits of the integer frequencies) and
+  weight quantization ("none": float32 weights, format 1; "int8": weight-only int8 with one scale per
+  row, dequantized to float32 once at load, format 2 so that older decoders refuse it);
+- `README.md`: a model card (parameter count, validation bpsp and where that number comes from);
 - `manifest.json`: the sha256 of every other file and the bundle id, the sha256 of that list.
 
 The bundle id goes into every stream; a decoder refuses a stream made with another bundle. Loading
@@ -19,7 +22,9 @@ from pathlib import Path
 
 from .download import sha256_of
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # float32 weights
+INT8_FORMAT_VERSION = 2  # adds codec.json "quantization": "int8"
+QUANTIZATIONS = ("none", "int8")
 CODEC_FILE = "codec.json"
 MANIFEST_FILE = "manifest.json"
 # Files of a PixelLM folder that a bundle carries (the training adapter/ is not needed to decode).
@@ -37,10 +42,21 @@ class Bundle:
     path: Path
     bundle_id: str  # 64 hex digits
     precision: int
+    quantization: str = "none"
+    kind: str = "lm"  # "lm": a PixelLM (trainer.codec); "context": a ContextModel (trainer.context_codec)
 
     def load_model(self):
+        from .context_model import ContextModel
         from .model import PixelLM
+        from .quantize import is_int8_folder, load_int8
 
+        if is_int8_folder(self.path) != (self.quantization == "int8"):
+            raise BundleError(f"{self.path}: codec.json says quantization {self.quantization!r} but the weights "
+                              f"{'are' if self.quantization == 'none' else 'are not'} int8")
+        if self.kind == "context":
+            return ContextModel.from_pretrained(self.path)  # int8 weights are dequantized once at load
+        if self.quantization == "int8":
+            return load_int8(self.path, attn_implementation="eager")  # float32 after load: same path as below
         # Eager attention: torch's SDPA splits a one-token query over the KV length by thread count,
         # so its results change with the number of threads; the eager softmax(QK^T)V does not.
         return PixelLM.from_pretrained(self.path, attn_implementation="eager").eval()
@@ -62,22 +78,100 @@ def write_manifest(folder: Path) -> str:
     return bundle_id
 
 
-def export_bundle(checkpoint: Path, out: Path, precision: int = 16) -> Bundle:
-    """Bundle a trained checkpoint folder (train.py's `final/`) for the codec."""
+def _model_card(checkpoint: Path, quantization: str, precision: int, parameters: int, measured: dict | None,
+                images: Path | None) -> str:
+    lines = [f"# pixlm codec bundle ({'int8 weights' if quantization == 'int8' else 'float32 weights'})", "",
+             f"Made by `pixlm export` from `{checkpoint}`. Lossless image codec: the model's next-subpixel",
+             "distribution drives a range coder (see the pixlm README).", "",
+             "| | |", "| --- | --- |",
+             f"| parameters | {parameters:,} |",
+             f"| weights | {'int8, one symmetric float32 scale per row of every 2-D weight; float32 after load' if quantization == 'int8' else 'float32'} |",
+             f"| probability precision | {precision} bits |"]
+    if measured is not None:
+        lines.append(f"| validation bpsp (these weights) | {measured['bpsp']:.4f} |")
+        if "fp32_bpsp" in measured:
+            lines.append(f"| validation bpsp (float32 checkpoint) | {measured['fp32_bpsp']:.4f} |")
+        source = (f"measured at export with PixelLM.forward (cross-entropy, bits / subpixels) on "
+                  f"{measured['patches']} random patches ({measured['subpixels']:,} subpixels) of the "
+                  f"{measured['images']} images in `{images}`")
+    else:
+        metrics = checkpoint / "metrics.json"
+        value = json.loads(metrics.read_text()).get("val_bpsp") if metrics.is_file() else None
+        if value is not None:
+            lines.append(f"| validation bpsp (float32 checkpoint) | {value:.4f} |")
+            source = "taken from the checkpoint's metrics.json (training's held-out images, float32 weights)"
+            if quantization == "int8":
+                source += "; the int8 cost was not measured (export with --images DIR to measure it)"
+        else:
+            source = "not measured (no metrics.json; export with --images DIR)"
+    lines += ["", f"Validation bpsp: {source}. It is the model's cross-entropy, not a file size.", "",
+              "Use: `pixlm encode IMAGE OUT.pxl --bundle THIS_FOLDER`, `pixlm decode OUT.pxl IMAGE.png --bundle THIS_FOLDER`.",
+              ""]
+    return "\n".join(lines)
+
+
+def export_bundle(checkpoint: Path, out: Path, precision: int = 16, quantize: str = "none",
+                  images: Path | None = None, val_patches: int = 16) -> Bundle:
+    """Bundle a trained checkpoint folder (train.py's or distill.py's `final/`) for the codec.
+
+    quantize="int8" stores every 2-D weight as int8 + per-row scales (trainer.quantize). With `images`
+    (a folder), the validation bpsp in the model card is measured at export on `val_patches` random
+    patches per image, for the exported weights (and the float32 checkpoint, to show the int8 cost);
+    without, it is the checkpoint's metrics.json val_bpsp.
+    """
     checkpoint, out = Path(checkpoint), Path(out)
+    if quantize not in QUANTIZATIONS:
+        raise BundleError(f"quantize={quantize}: must be one of {', '.join(QUANTIZATIONS)}")
     if not 8 <= precision <= 24:
         raise BundleError(f"precision {precision}: must be 8..24 bits (every one of 256 symbols needs a frequency)")
-    if not (checkpoint / "model.safetensors").is_file() or not (checkpoint / "pixel_vocab.json").is_file():
-        raise BundleError(f"{checkpoint} is not a trained pixlm checkpoint (train.py writes one to OUTPUT_DIR/final)")
+    kind = model_kind(checkpoint)
+    if not (checkpoint / "model.safetensors").is_file() or (kind == "lm" and not (checkpoint / "pixel_vocab.json").is_file()):
+        raise BundleError(f"{checkpoint} is not a trained pixlm checkpoint (train.py, distill.py and "
+                          "train_context.py write one to OUTPUT_DIR/final)")
+    if kind == "context" and images is not None:
+        raise BundleError("--images measures LM bundles only; a context model's card takes its val_bpsp from metrics.json")
     if out.exists() and any(out.iterdir()):
         raise BundleError(f"{out} exists and is not empty")
+    image_paths = None
+    if images is not None:
+        from .pixels import image_files
+
+        image_paths = image_files(Path(images)) if Path(images).is_dir() else []
+        if not image_paths:
+            raise BundleError(f"--images {images}: not a folder of images")
     out.mkdir(parents=True, exist_ok=True)
     for name in MODEL_FILES:
         if (checkpoint / name).is_file():
             shutil.copy2(checkpoint / name, out / name)
-    (out / CODEC_FILE).write_text(json.dumps({"format_version": FORMAT_VERSION, "precision": precision}, indent=1))
+    from .context_model import ContextModel
+    from .model import PixelLM, count_parameters
+    from .quantize import load_int8, validation_bpsp, write_int8_weights
+
+    model = (ContextModel if kind == "context" else PixelLM).from_pretrained(checkpoint).eval()
+    parameters = count_parameters(model)["parameters"]
+    measured = validation_bpsp(model, image_paths, val_patches) if image_paths else None
+    codec = {"format_version": FORMAT_VERSION, "precision": precision}
+    if quantize == "int8":
+        write_int8_weights(checkpoint, out)
+        codec = {"format_version": INT8_FORMAT_VERSION, "precision": precision, "quantization": "int8"}
+        if image_paths:
+            measured = {**validation_bpsp(load_int8(out), image_paths, val_patches), "fp32_bpsp": measured["bpsp"]}
+    del model
+    (out / CODEC_FILE).write_text(json.dumps(codec, indent=1))
+    (out / "README.md").write_text(_model_card(checkpoint, quantize, precision, parameters, measured, images))
     write_manifest(out)
     return open_bundle(out)
+
+
+def model_kind(folder: Path) -> str:
+    """"context" for a ContextModel folder (config.json model_type pixlm-context), else "lm"."""
+    from .context_model import MODEL_TYPE
+
+    try:
+        model_type = json.loads((Path(folder) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        return "lm"
+    return "context" if model_type == MODEL_TYPE else "lm"
 
 
 def open_bundle(folder: Path) -> Bundle:
@@ -102,9 +196,13 @@ def open_bundle(folder: Path) -> Bundle:
     if _bundle_id(listed) != claimed:
         raise BundleError(f"{folder}: manifest bundle_id does not match its file list")
     codec = json.loads((folder / CODEC_FILE).read_text()) if CODEC_FILE in listed else None
-    if not codec or codec.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{folder}: bundle format {codec and codec.get('format_version')} is not {FORMAT_VERSION}")
-    return Bundle(folder, claimed, int(codec["precision"]))
+    version = codec and codec.get("format_version")
+    if version not in (FORMAT_VERSION, INT8_FORMAT_VERSION):
+        raise BundleError(f"{folder}: bundle format {version} is not {FORMAT_VERSION} or {INT8_FORMAT_VERSION}")
+    quantization = codec.get("quantization", "none")
+    if quantization not in QUANTIZATIONS or (quantization == "int8") != (version == INT8_FORMAT_VERSION):
+        raise BundleError(f"{folder}: codec.json quantization {quantization!r} does not fit format {version}")
+    return Bundle(folder, claimed, int(codec["precision"]), quantization, model_kind(folder))
 
 
 def bundle_search_path() -> list[Path]:

@@ -4,7 +4,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import RecipeError, available_recipes, load_recipe
+from .config import RecipeError, TrainConfig, available_recipes, load_recipe
 from .data import DataError
 from .model import ModelLoadError
 from .pixels import ImageModeError
@@ -21,11 +21,11 @@ def split_args(argv: list[str]) -> tuple[str, list[str]]:
     return recipes[0].split("=", 1)[1], [a for a in argv if not a.startswith("recipe=")]
 
 
-def run_recipe_script(main, argv: list[str]) -> int:
+def run_recipe_script(main, argv: list[str], schema: type = TrainConfig) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         name, overrides = split_args(argv)
-        cfg = load_recipe(name, overrides)
+        cfg = load_recipe(name, overrides, schema=schema)
         metrics = main(cfg)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from .bundle import BundleError, export_bundle, find_bundle
-    from .codec import Codec, CodecError, read_header
+    from .codec import CodecError, open_codec, read_header
     from .container import FormatError
     from .download import DownloadError, download, load_manifest
     from .entropy import StreamError
@@ -78,31 +78,44 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("checkpoint", type=Path)
     export.add_argument("output", type=Path)
     export.add_argument("--precision", type=int, default=16, help="bits of the integer probability tables (8..24)")
+    export.add_argument("--quantize", choices=("none", "int8"), default="none",
+                        help="int8: weight-only int8, one scale per row (~4x smaller; decoded in float32, bit-exact)")
+    export.add_argument("--images", type=Path, default=None,
+                        help="measure the model card's validation bpsp on patches of these images "
+                             "(default: the checkpoint's metrics.json)")
+    export.add_argument("--val-patches", type=int, default=16, help="random patches per image for --images")
     fetch = commands.add_parser("download", help="download an image set listed in a manifest, checksum-verified")
     fetch.add_argument("manifest", help="name in data/manifests (e.g. kodak) or a manifest .json path")
     fetch.add_argument("--dest", type=Path, required=True, help="folder to write the images to")
+    from . import bench
+
+    bench.add_parser(commands)
     args = parser.parse_args(argv)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would bury ours
 
+    if args.command == "bench":
+        return bench.command(args, argv)
     try:
         if args.command == "download":
             manifest = load_manifest(args.manifest)
             paths = download(manifest, args.dest, progress=lambda p: print(f"verified {p}", file=sys.stderr))
             print(f"{len(paths)} files in {args.dest}, all sha256-verified")
         elif args.command == "export":
-            bundle = export_bundle(args.checkpoint, args.output, args.precision)
-            print(f"bundle {bundle.path} (id {bundle.bundle_id[:16]}, precision {bundle.precision} bits)")
+            bundle = export_bundle(args.checkpoint, args.output, args.precision, quantize=args.quantize,
+                                   images=args.images, val_patches=args.val_patches)
+            print(f"bundle {bundle.path} (id {bundle.bundle_id[:16]}, precision {bundle.precision} bits, "
+                  f"weights {'int8' if bundle.quantization == 'int8' else 'float32'})")
         elif args.command == "encode":
             pairs = _encode_paths(args.input, args.output)
-            codec = Codec(args.bundle, batch_size=args.batch_size, threads=args.threads, progress=not args.quiet)
+            codec = open_codec(args.bundle, batch_size=args.batch_size, threads=args.threads, progress=not args.quiet)
             for image, stream in pairs:
                 print(codec.encode(image, stream).summary("encode"), flush=True)
         else:
             header = read_header(args.input)  # a bad file is refused before any model loads
             bundle = args.bundle or find_bundle(header.bundle_id)
-            codec = Codec(bundle, batch_size=args.batch_size, threads=args.threads, progress=not args.quiet)
+            codec = open_codec(bundle, batch_size=args.batch_size, threads=args.threads, progress=not args.quiet)
             _, report = codec.decode(args.input, args.output)
             print(report.summary("decode"))
     except (DownloadError, BundleError, FormatError, CodecError, StreamError, *USER_ERRORS) as err:

@@ -54,6 +54,9 @@ class Report:
     seconds: float
     model_bpsp: float | None = None  # cross-entropy of the model's float distribution (encode only)
     timing: dict = field(default_factory=dict)
+    # encode(..., bits_map=True): (H, W, C) float32, the code length -log2(freq / 2**precision) of each
+    # subpixel under the integer tables actually coded, at its pixel position (header/flush not included)
+    bits: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def subpixels(self) -> int:
@@ -135,8 +138,9 @@ class Codec:
         return values
 
     # -- encode -----------------------------------------------------------------------------
-    def encode(self, source, out_path) -> Report:
-        """Encode an image (path or PIL image) into a .pxl file; returns what was measured."""
+    def encode(self, source, out_path, bits_map: bool = False) -> Report:
+        """Encode an image (path or PIL image) into a .pxl file; returns what was measured.
+        With bits_map=True the Report also carries each subpixel's code length (Report.bits)."""
         start = time.perf_counter()
         self.timing = {}
         image = load_image(source)
@@ -145,6 +149,7 @@ class Codec:
         rows = patch_rows(height, width, spec.patch_height, spec.patch_width)
         encoder = Encoder(self.bundle.precision)
         total_nats = 0.0
+        bits = np.zeros(image.shape, dtype=np.float32) if bits_map else None
         per_group = max(1, self.batch_size // len(rows[0]))  # patch rows per batch: the encoder has all context
         bar = tqdm(total=len(rows), desc="encode", unit="row", disable=not self.progress)
         for g in range(0, len(rows), per_group):
@@ -161,6 +166,12 @@ class Codec:
                 return symbols
 
             self._predict(image, group, source)
+            if bits is not None:
+                table = np.zeros((len(group), len(recorded)), dtype=np.float32)
+                for k, (a, f, s) in enumerate(recorded):
+                    table[a, k] = self.bundle.precision - np.log2(f[np.arange(len(a)), s])
+                for i, p in enumerate(group):
+                    put_patch(bits, p, table[i, :p.height * p.width * channels])
             # Emit in the decoder's order: patch row by patch row, step by step, patches left to right.
             first = 0
             for row in group_rows:
@@ -179,7 +190,7 @@ class Codec:
         Path(out_path).write_bytes(data)
         seconds = time.perf_counter() - start
         return Report(str(out_path), width, height, channels, len(data), seconds,
-                      model_bpsp=total_nats / LN2 / image.size, timing=self._breakdown(seconds))
+                      model_bpsp=total_nats / LN2 / image.size, timing=self._breakdown(seconds), bits=bits)
 
     # -- decode -----------------------------------------------------------------------------
     def decode(self, in_path, out_path=None) -> tuple[np.ndarray, Report]:
@@ -226,6 +237,16 @@ class Codec:
         return out
 
 
+def open_codec(bundle, **kwargs):
+    """The codec a bundle needs: `Codec` for LM bundles, `ContextCodec` for context students."""
+    bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+    if bundle.kind == "context":
+        from .context_codec import ContextCodec
+
+        return ContextCodec(bundle, **kwargs)
+    return Codec(bundle, **kwargs)
+
+
 def patch_rows(height: int, width: int, patch_height: int, patch_width: int) -> list[list[Patch]]:
     """The patch grid as rows: the units decoded one after another."""
     grid = patch_grid(height, width, patch_height, patch_width)
@@ -237,4 +258,4 @@ def read_header(path) -> Header:
     return unpack(Path(path).read_bytes())[0]
 
 
-__all__ = ["Codec", "CodecError", "FormatError", "StreamError", "Report", "read_header"]
+__all__ = ["Codec", "CodecError", "open_codec", "FormatError", "StreamError", "Report", "read_header"]

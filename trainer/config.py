@@ -99,6 +99,21 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
 
+@dataclass
+class DistillConfig(TrainConfig):
+    """Knowledge distillation (distill.py): every TrainConfig key, plus the teacher and the KD loss.
+
+    The student is `model` (built from `model.config`, base=config) with the teacher's tokenizer,
+    pixel vocabulary and prompt, so both read the same batches; the recipe's `prompt` is replaced by
+    the teacher's. loss = (1 - kd_ratio) * hard CE + kd_ratio * T^2 * KL(teacher_T || student_T),
+    both in bits per subpixel, on the 256-way next-subpixel distributions at the patch positions.
+    """
+    teacher: str = ""  # a train.py final/ folder (PixelLM.save_pretrained)
+    teacher_dtype: str = "float32"
+    temperature: float = 2.0
+    kd_ratio: float = 0.5
+
+
 def available_recipes(directory: Path = RECIPES_DIR) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.yaml"))
 
@@ -115,9 +130,13 @@ def valid_keys(schema: type = TrainConfig, prefix: str = "") -> list[str]:
     return keys
 
 
-def load_recipe(name: str, overrides: list[str] = (), schema: type = TrainConfig,
+def load_recipe(name: str, overrides: list[str] = (), schema: type | None = None,
                 directory: Path = RECIPES_DIR):
-    """Recipe `name` (a file in recipes/ or a path to a YAML) with `key=value` overrides applied."""
+    """Recipe `name` (a file in recipes/ or a path to a YAML) with `key=value` overrides applied.
+
+    schema None: DistillConfig for a recipe that names a `teacher`, else TrainConfig. The scripts
+    pass theirs explicitly, so train.py refuses a distillation recipe instead of ignoring its teacher.
+    """
     path = Path(name)
     if path.suffix not in (".yaml", ".yml"):
         path = directory / f"{name}.yaml"
@@ -126,16 +145,23 @@ def load_recipe(name: str, overrides: list[str] = (), schema: type = TrainConfig
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise RecipeError(f"override '{item}' is not key=value")
-    base = OmegaConf.structured(schema)
     try:
-        merged = OmegaConf.merge(base, OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+        recipe = OmegaConf.load(path)
+        if schema is None:
+            schema = DistillConfig if "teacher" in recipe else TrainConfig
+        merged = OmegaConf.merge(OmegaConf.structured(schema), recipe, OmegaConf.from_dotlist(list(overrides)))
         cfg = OmegaConf.to_object(merged)
+        if getattr(cfg, "mixed_precision", None) in ("False", "false"):
+            cfg.mixed_precision = "no"  # YAML reads a bare `no` as false
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or ""
         reason = str(err).splitlines()[0]
+        distill_only = {f.name for f in dataclasses.fields(DistillConfig)} - {f.name for f in dataclasses.fields(TrainConfig)}
+        if schema is TrainConfig and key in distill_only:
+            reason += " (a distillation recipe: run it with distill.py)"
         raise RecipeError(
             f"recipe '{path.stem}': bad key or value '{key}': {reason}\n"
-            f"valid keys: {', '.join(valid_keys(schema))}") from None
+            f"valid keys: {', '.join(valid_keys(schema or TrainConfig))}") from None
     return cfg
 
 

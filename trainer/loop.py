@@ -87,14 +87,41 @@ def evaluate(model, loader, accelerator) -> float:
     return bits / count
 
 
-def train(cfg: TrainConfig) -> dict:
+def default_build(cfg: TrainConfig):
+    return build_pixel_lm(cfg.model, cfg.prompt, cfg.lora)
+
+
+def default_loss(model, batch) -> dict:
+    return model(**batch)
+
+
+def default_evaluate(model, loader, accelerator) -> dict:
+    return {"val/bpsp": evaluate(model, loader, accelerator)}
+
+
+def metric_name(tag: str) -> str:
+    return tag.replace("/", "_")  # "val/bpsp" -> "val_bpsp"
+
+
+def train(cfg: TrainConfig, build_model=default_build, compute_loss=default_loss,
+          evaluate_fn=default_evaluate) -> dict:
+    """Train `build_model(cfg)` (a PixelLM) and save it to output_dir/final.
+
+    Plug-in points (distillation uses them; train.py keeps the defaults):
+    - `compute_loss(model, batch)` -> dict with "loss" (backward), "bits" and "count" (train/bpsp),
+      and optionally "sums": {tag: tensor summed over the batch's subpixels}, logged as tag = sum / count;
+    - `evaluate_fn(model, val_loader, accelerator)` -> {tag: value} with at least "val/bpsp"; every
+      value is logged and kept in metrics (initial_* at step 0).
+    Only the prepared model is saved in training states: anything else the hooks hold (a teacher)
+    must be rebuilt by the caller at resume.
+    """
     out = Path(cfg.output_dir)
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision,
                               log_with="tensorboard", project_dir=str(out),
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
     set_seed(cfg.seed)
     torch.set_flush_denormal(True)  # tiny Adam states otherwise slow CPU steps down 2x as training goes on
-    model = build_pixel_lm(cfg.model, cfg.prompt, cfg.lora)
+    model = build_model(cfg)
     with accelerator.main_process_first():
         train_set, val_set, split = build_datasets(cfg.data, model.prompt, cfg.seed)
     make_batch = partial(collate, pad_id=model.prompt.fill_id)
@@ -119,11 +146,12 @@ def train(cfg: TrainConfig) -> dict:
         accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / STATE_FILE).read_text())
         step, batches_seen = state["step"], state["batches_seen"]
-        metrics["initial_val_bpsp"] = state["initial_val_bpsp"]
+        metrics.update({k: v for k, v in state.items() if k.startswith("initial_")})
         accelerator.print(f"resumed from {checkpoint} at step {step}")
     else:
-        metrics["initial_val_bpsp"] = evaluate(model, val_loader, accelerator)
-        accelerator.log({"val/bpsp": metrics["initial_val_bpsp"]}, step=0)
+        scores = evaluate_fn(model, val_loader, accelerator)
+        metrics.update({"initial_" + metric_name(k): v for k, v in scores.items()})
+        accelerator.log(scores, step=0)
 
     def batches(seen):
         """Endless batches from position `seen`: same order as an uninterrupted run."""
@@ -138,14 +166,15 @@ def train(cfg: TrainConfig) -> dict:
         accelerator.save_state(str(folder))
         if accelerator.is_main_process:
             (folder / STATE_FILE).write_text(json.dumps(
-                {"step": step, "batches_seen": batches_seen, "initial_val_bpsp": metrics["initial_val_bpsp"]}))
+                {"step": step, "batches_seen": batches_seen,
+                 **{k: v for k, v in metrics.items() if k.startswith("initial_")}}))
             done = sorted(p.parent for p in (out / "checkpoints").glob(f"checkpoint-*/{STATE_FILE}"))
             for old in done[:-cfg.keep_checkpoints]:
                 shutil.rmtree(old)
         accelerator.wait_for_everyone()
 
     stream = batches(batches_seen)
-    window = {"bits": 0.0, "count": 0.0, "tokens": 0, "start": time.perf_counter()}
+    window = {"bits": 0.0, "count": 0.0, "tokens": 0, "start": time.perf_counter(), "sums": {}}
     bar = tqdm(total=cfg.max_steps, initial=step, desc="train", disable=not accelerator.is_main_process)
     model.train()
     try:
@@ -156,7 +185,7 @@ def train(cfg: TrainConfig) -> dict:
             set_seed(cfg.seed + step, device_specific=True)
             for batch in step_batches:
                 with accelerator.accumulate(model):
-                    result = model(**batch)
+                    result = compute_loss(model, batch)
                     accelerator.backward(result["loss"])
                     if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -166,21 +195,28 @@ def train(cfg: TrainConfig) -> dict:
                 window["bits"] += result["bits"].item()
                 window["count"] += result["count"].item()
                 window["tokens"] += batch["input_ids"].numel()
+                for tag, value in result.get("sums", {}).items():
+                    window["sums"][tag] = window["sums"].get(tag, 0.0) + value.item()
             step, batches_seen = step + 1, batches_seen + cfg.grad_accum  # only whole steps count
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.max_steps:
-                totals = accelerator.reduce(torch.tensor([window["bits"], window["count"], window["tokens"]],
+                tags = sorted(window["sums"])
+                totals = accelerator.reduce(torch.tensor([window["bits"], window["count"], window["tokens"]]
+                                                         + [window["sums"][t] for t in tags],
                                                          device=accelerator.device), "sum")
                 seconds = time.perf_counter() - window["start"]
                 train_bpsp = (totals[0] / totals[1]).item()
                 accelerator.log({"train/bpsp": train_bpsp, "train/lr": scheduler.get_last_lr()[0],
-                                 "train/tokens_per_s": totals[2].item() / seconds}, step=step)
+                                 "train/tokens_per_s": totals[2].item() / seconds,
+                                 **{t: (totals[3 + i] / totals[1]).item() for i, t in enumerate(tags)}}, step=step)
                 bar.set_postfix(bpsp=f"{train_bpsp:.3f}")
-                window = {"bits": 0.0, "count": 0.0, "tokens": 0, "start": time.perf_counter()}
+                window = {"bits": 0.0, "count": 0.0, "tokens": 0, "start": time.perf_counter(), "sums": {}}
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
-                metrics["val_bpsp"] = evaluate(model, val_loader, accelerator)
-                accelerator.log({"val/bpsp": metrics["val_bpsp"]}, step=step)
-                bar.write(f"step {step}: val bpsp {metrics['val_bpsp']:.4f}")
+                scores = evaluate_fn(model, val_loader, accelerator)
+                metrics.update({metric_name(k): v for k, v in scores.items()})
+                accelerator.log(scores, step=step)
+                bar.write(f"step {step}: val bpsp {metrics['val_bpsp']:.4f}" + "".join(
+                    f", {k} {v:.4f}" for k, v in scores.items() if k != "val/bpsp"))
             if step % cfg.save_every == 0 or step == cfg.max_steps:
                 save_state()
     except KeyboardInterrupt:
@@ -193,14 +229,14 @@ def train(cfg: TrainConfig) -> dict:
 
     metrics["steps"] = step
     if metrics["val_bpsp"] is None:  # resumed a run that had already finished
-        metrics["val_bpsp"] = evaluate(model, val_loader, accelerator)
+        metrics.update({metric_name(k): v for k, v in evaluate_fn(model, val_loader, accelerator).items()})
     final_model = accelerator.unwrap_model(model)
     if accelerator.distributed_type == DistributedType.FSDP:
         # Sharded weights -> one full state dict on the main process, saved from a plain copy.
         # (Written for recipes/accelerate/fsdp.yaml; CI has no GPUs to run it.)
         state = accelerator.get_state_dict(model)
         if accelerator.is_main_process:
-            final_model = build_pixel_lm(cfg.model, cfg.prompt, cfg.lora)
+            final_model = build_model(cfg)
             final_model.load_state_dict(state)
     if accelerator.is_main_process:
         final = out / "final"

@@ -198,7 +198,8 @@ class PixelLM(nn.Module):
         """Cross-entropy in bits of the masked (patch) tokens.
 
         Returns bits (sum) and count (subpixels) of the batch, loss = bits / count for backward,
-        and seq_bits / seq_count per sequence (what evaluation gathers across processes).
+        and seq_bits / seq_count per sequence (what evaluation gathers across processes);
+        log_probs (N, 256) are the distributions at the N masked positions (distillation's input).
         """
         hidden, _ = self.hidden_states(input_ids, attention_mask)
         predicts = loss_mask[:, 1:].bool()  # position t predicts token t+1
@@ -209,7 +210,7 @@ class PixelLM(nn.Module):
         seq_bits = torch.zeros(len(input_ids), device=bits.device).index_add(0, rows, bits.detach())
         total, count = bits.sum(), predicts.sum()
         return {"bits": total, "count": count, "loss": total / count.clamp(min=1),
-                "seq_bits": seq_bits, "seq_count": predicts.sum(1)}
+                "seq_bits": seq_bits, "seq_count": predicts.sum(1), "log_probs": logp}
 
     # -- step by step with a KV cache (the codec's path) -------------------------------------
     @torch.no_grad()

@@ -1,0 +1,170 @@
+"""The causal-context student: causality, wavefront order, training/resume, and its codec end to end."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trainer.config import RecipeError, load_recipe
+from trainer.context_model import ContextConfig, ContextModel, scale, wavefronts
+from trainer.context_train import ContextTrainConfig, train_context
+
+TINY = ["model.hidden=32", "model.layers=2", "model.head_hidden=16", "model.mixtures=3", "batch_crops=4",
+        "crop_size=16", "val_crop_size=24", "val_crops_per_image=1", "mixed_precision=bf16", "log_every=5",
+        "warmup_steps=2", "lr=3e-3"]
+
+
+def tiny_recipe(tmp_path, crop_dir, *extra):
+    return load_recipe("context_student", TINY + [f"output_dir={tmp_path / 'run'}", f"data.train_dirs=[{crop_dir}]",
+                                                  "data.val_images=2", *extra], schema=ContextTrainConfig)
+
+
+@pytest.mark.parametrize("height,width,lag", [(1, 1, 4), (1, 9, 4), (7, 1, 4), (13, 29, 4), (6, 5, 2)])
+def test_wavefronts_cover_every_pixel_once_after_its_context(height, width, lag):
+    seen = np.full((height, width), -1)
+    for t, (ys, xs) in enumerate(wavefronts(height, width, lag)):
+        assert (seen[ys, xs] == -1).all()
+        seen[ys, xs] = t
+    assert (seen >= 0).all()
+    cfg = ContextConfig(cols_side=lag - 1)
+    for y in range(height):
+        for x in range(width):
+            for dy, dx in cfg.offsets:
+                if 0 <= y + dy < height and 0 <= x + dx < width:
+                    assert seen[y + dy, x + dx] < seen[y, x]
+
+
+def test_no_prediction_reads_a_pixel_the_decoder_does_not_have():
+    """Change every pixel the decoder has not yet decoded (later wavefronts, and later channels of
+    the pixel itself): the distribution of each channel must not move."""
+    torch.manual_seed(0)
+    model = ContextModel(ContextConfig(hidden=16, layers=1, head_hidden=8, mixtures=2)).eval()
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    order = {}
+    for t, (ys, xs) in enumerate(wavefronts(9, 11, model.config.lag)):
+        for y, x in zip(ys, xs):
+            order[y, x] = t
+    with torch.no_grad():
+        for (y, x), t in list(order.items())[::3]:
+            other = rng.integers(0, 256, image.shape, dtype=np.uint8)
+            keep = np.array([[order[i, j] < t for j in range(11)] for i in range(9)])
+            for c in range(3):
+                mixed = np.where(keep[..., None], image, other)
+                mixed[y, x, :c] = image[y, x, :c]
+                outs = []
+                for array in (image, mixed):
+                    canvas = model.pad(torch.from_numpy(array))
+                    features = model.features(model.context(canvas, torch.tensor([y]), torch.tensor([x])))
+                    outs.append(model.log_probs(features, c, scale(torch.from_numpy(array[y, x, :c]))[None]))
+                assert torch.equal(*outs)
+
+
+def test_codec_probabilities_match_the_training_loss():
+    torch.manual_seed(1)
+    model = ContextModel(ContextConfig(hidden=16, layers=1, head_hidden=8, mixtures=3)).eval()
+    image = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (6, 7, 3), dtype=np.uint8))
+    ys, xs = (t.flatten() for t in torch.meshgrid(torch.arange(6), torch.arange(7), indexing="ij"))
+    with torch.no_grad():
+        context = model.context(model.pad(image), ys, xs)
+        target = image[ys, xs]
+        bits = model(context, target)
+        features = model.features(context)
+        for c in range(3):
+            log_probs = model.log_probs(features, c, scale(target[:, :c]))
+            assert torch.allclose(torch.logsumexp(log_probs, 1), torch.zeros(len(ys)), atol=1e-5)
+            coded = -log_probs.gather(1, target[:, c:c + 1].long())[:, 0] / np.log(2)
+            assert torch.allclose(coded, bits[:, c], atol=1e-3)
+
+
+def test_training_lowers_val_bpsp_and_resume_is_exact(tmp_path, crop_dir):
+    metrics = train_context(tiny_recipe(tmp_path, crop_dir, "max_steps=40", "eval_every=40", "save_every=20"))
+    assert metrics["val_bpsp"] < metrics["initial_val_bpsp"] - 0.3
+    final = tmp_path / "run" / "final"
+    assert json.loads((final / "metrics.json").read_text())["steps"] == 40
+    # As if interrupted after the state of step 20: resuming gives the same weights as the uninterrupted run.
+    split = tmp_path / "split"
+    shutil.copytree(tmp_path / "run", split / "run")
+    shutil.rmtree(split / "run" / "final")
+    shutil.rmtree(split / "run" / "checkpoints" / "checkpoint-0000040")
+    resumed = train_context(tiny_recipe(split, crop_dir, "max_steps=40", "eval_every=40", "save_every=20",
+                                        "resume=true"))
+    assert resumed["val_bpsp"] == metrics["val_bpsp"]
+    a = ContextModel.from_pretrained(final).state_dict()
+    b = ContextModel.from_pretrained(split / "run" / "final").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_recipe_errors_are_clear(tmp_path, crop_dir):
+    with pytest.raises(RecipeError, match="valid keys"):
+        tiny_recipe(tmp_path, crop_dir, "model.widht=3")
+    with pytest.raises(RecipeError):
+        tiny_recipe(tmp_path, crop_dir, "model.hidden=wide")
+
+
+@pytest.fixture(scope="module")
+def context_bundles(tmp_path_factory, crop_dir):
+    """A tiny context student trained for a few seconds, exported as fp32 and int8 bundles."""
+    from trainer.bundle import export_bundle
+
+    root = tmp_path_factory.mktemp("context")
+    train_context(tiny_recipe(root, crop_dir, "max_steps=30", "eval_every=30", "save_every=30", "lr=1e-2"))
+    return {q: export_bundle(root / "run" / "final", root / f"bundle-{q}", quantize=q).path for q in ("none", "int8")}
+
+
+def photo_crop(photos, height, width, mode="RGB"):
+    array = np.asarray(Image.open(photos[2]).convert("RGB"))
+    return Image.fromarray(array[40:40 + height, 70:70 + width]).convert(mode)
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (1, 23), (19, 1), (17, 29), (40, 33)])
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_context_bundles_round_trip_bit_exact(context_bundles, photos, tmp_path, height, width, quantize):
+    from trainer.codec import open_codec
+
+    image = photo_crop(photos, height, width)
+    codec = open_codec(context_bundles[quantize], threads=1, progress=False)
+    report = codec.encode(image, tmp_path / "x.pxl", bits_map=True)
+    decoded, back = codec.decode(tmp_path / "x.pxl", tmp_path / "x.png")
+    assert np.array_equal(decoded, np.asarray(image))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "x.png")), np.asarray(image))
+    size = (tmp_path / "x.pxl").stat().st_size
+    assert report.file_bytes == back.file_bytes == size and report.bpsp == pytest.approx(8 * size / image.size[0]
+                                                                                              / image.size[1] / 3)
+    assert report.bits.shape == decoded.shape and report.bits.sum() <= 8 * size
+
+
+def test_context_stream_is_the_same_with_one_or_two_threads(context_bundles, photos, tmp_path):
+    from trainer.codec import open_codec
+
+    image = photo_crop(photos, 24, 40)
+    streams = []
+    for threads in (1, 2, 1):
+        open_codec(context_bundles["none"], threads=threads, progress=False).encode(image, tmp_path / "t.pxl")
+        streams.append((tmp_path / "t.pxl").read_bytes())
+    torch.set_num_threads(2)
+    assert streams[0] == streams[1] == streams[2]
+
+
+def test_context_codec_refuses_bad_streams_and_other_channel_counts(context_bundles, photos, tmp_path):
+    from trainer.codec import CodecError, open_codec
+    from trainer.container import FormatError
+
+    codec = open_codec(context_bundles["none"], threads=1, progress=False)
+    codec.encode(photo_crop(photos, 12, 12), tmp_path / "ok.pxl")
+    data = (tmp_path / "ok.pxl").read_bytes()
+    flipped = bytearray(data)
+    flipped[len(data) // 2 + 30] ^= 0x10
+    for bad in (data[:len(data) - 3], bytes(flipped), b""):
+        (tmp_path / "bad.pxl").write_bytes(bad)
+        with pytest.raises((FormatError, CodecError)):
+            codec.decode(tmp_path / "bad.pxl", tmp_path / "bad.png")
+        assert not (tmp_path / "bad.png").exists()
+    with pytest.raises(CodecError, match="codes RGB images, not L"):
+        codec.encode(photo_crop(photos, 5, 5, "L"), tmp_path / "gray.pxl")
+    # A stream of the int8 bundle names another bundle id.
+    with pytest.raises(CodecError, match="encoded with bundle"):
+        open_codec(context_bundles["int8"], threads=1, progress=False).decode(tmp_path / "ok.pxl")

@@ -1,0 +1,161 @@
+"""Classical lossless codecs for `pixlm bench`: real encode -> bytes -> decode -> bit-exact check.
+
+Each baseline turns an (H, W, C) uint8 array into the bytes of a real file and back:
+
+- png: Pillow, optimize=True (zlib level 9 plus filter search)
+- webp: libwebp lossless, method 6, quality 100 (imagecodecs)
+- jpegxl-e7 / jpegxl-e9: libjxl lossless (distance 0), effort 7 / 9 (imagecodecs)
+- jpeg2000: OpenJPEG reversible 5/3 wavelet, J2K codestream (imagecodecs)
+- jpegls: CharLS, lossless (NEAR=0) (imagecodecs)
+
+Gray (L) and gray+alpha (LA) images go to WebP as RGB / RGBA with the gray value copied into R, G
+and B (WebP has no gray mode); the decoded channels must all equal the gray value. The decoded array
+is compared with the original by `BaselineCodec.round_trip`; any difference is a failure, never
+silently accepted.
+"""
+
+import io
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from .pixels import CHANNELS
+
+
+class BaselineError(ValueError):
+    """An unknown baseline name or a codec library that is not installed."""
+
+
+def _imagecodecs():
+    try:
+        import imagecodecs
+    except ImportError:
+        raise BaselineError("the WebP/JPEG-XL/JPEG 2000/JPEG-LS baselines need imagecodecs: "
+                            "pip install -e '.[bench]'") from None
+    return imagecodecs
+
+
+def _png_encode(a, threads):
+    mode = {v: k for k, v in CHANNELS.items()}[a.shape[2]]
+    buf = io.BytesIO()
+    Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a, mode=mode).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _png_decode(data, threads, like):
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return np.asarray(image)
+
+
+def _webp_encode(a, threads):
+    if a.shape[2] in (1, 2):  # gray -> RGB(A) with equal channels
+        a = np.concatenate([np.repeat(a[:, :, :1], 3, 2), a[:, :, 1:]], 2)
+    return _imagecodecs().webp_encode(np.ascontiguousarray(a), level=100, lossless=True, method=6,
+                                      numthreads=threads)
+
+
+def _webp_decode(data, threads, like):
+    return _imagecodecs().webp_decode(data, hasalpha=like.shape[2] in (2, 4))  # keep an all-opaque alpha
+
+
+def _webp_back(decoded, original):
+    """WebP's RGB(A) back to the original's gray channels, only when R == G == B everywhere."""
+    if original.shape[2] in (1, 2) and decoded.ndim == 3 and decoded.shape[2] >= 3:
+        rgb = decoded[:, :, :3]
+        if (rgb == rgb[:, :, :1]).all():
+            return np.concatenate([rgb[:, :, :1], decoded[:, :, 3:]], 2)
+    return decoded
+
+
+def _jxl(effort):
+    def encode(a, threads):
+        return _imagecodecs().jpegxl_encode(np.ascontiguousarray(a if a.shape[2] > 1 else a[:, :, 0]),
+                                            lossless=True, distance=0, effort=effort, numthreads=threads)
+    return encode
+
+
+def _jxl_decode(data, threads, like):
+    return _imagecodecs().jpegxl_decode(data, numthreads=threads)
+
+
+def _j2k_encode(a, threads):
+    return _imagecodecs().jpeg2k_encode(np.ascontiguousarray(a if a.shape[2] > 1 else a[:, :, 0]),
+                                        reversible=True, codecformat="j2k", numthreads=threads)
+
+
+def _j2k_decode(data, threads, like):
+    return _imagecodecs().jpeg2k_decode(data, numthreads=threads)
+
+
+def _jls_encode(a, threads):
+    return _imagecodecs().jpegls_encode(np.ascontiguousarray(a if a.shape[2] > 1 else a[:, :, 0]), level=0)
+
+
+def _jls_decode(data, threads, like):
+    return _imagecodecs().jpegls_decode(data)
+
+
+@dataclass(frozen=True)
+class BaselineCodec:
+    name: str
+    description: str
+    threaded: bool  # whether the library is given the thread count (libjxl, libwebp, OpenJPEG)
+    _encode: Callable
+    _decode: Callable
+    _back: Callable = staticmethod(lambda decoded, original: decoded)
+
+    def encode(self, array: np.ndarray, threads: int = 1) -> bytes:
+        return bytes(self._encode(array, threads))
+
+    def decode(self, data: bytes, like: np.ndarray, threads: int = 1) -> np.ndarray:
+        """Decode to the original's (H, W, C) layout (gray comes back as (H, W))."""
+        decoded = np.asarray(self._decode(data, threads, like))
+        if decoded.ndim == 2:
+            decoded = decoded[:, :, None]
+        return self._back(decoded, like)
+
+
+BASELINES = {
+    "png": BaselineCodec("png", "PNG, Pillow optimize=True", False, _png_encode, _png_decode),
+    "webp": BaselineCodec("webp", "WebP lossless, method 6, quality 100 (libwebp)", True,
+                          _webp_encode, _webp_decode, staticmethod(_webp_back)),
+    "jpegxl-e7": BaselineCodec("jpegxl-e7", "JPEG-XL lossless (distance 0), effort 7 (libjxl)", True,
+                               _jxl(7), _jxl_decode),
+    "jpegxl-e9": BaselineCodec("jpegxl-e9", "JPEG-XL lossless (distance 0), effort 9 (libjxl)", True,
+                               _jxl(9), _jxl_decode),
+    "jpeg2000": BaselineCodec("jpeg2000", "JPEG 2000 reversible 5/3, J2K codestream (OpenJPEG)", True,
+                              _j2k_encode, _j2k_decode),
+    "jpegls": BaselineCodec("jpegls", "JPEG-LS lossless (CharLS)", False, _jls_encode, _jls_decode),
+}
+DEFAULT_BASELINES = ("png", "webp", "jpegxl-e7", "jpegxl-e9", "jpeg2000", "jpegls")
+REFERENCE = "jpegxl-e9"  # decode speeds are reported as a ratio to this codec's, measured in the same run
+
+
+def get_baselines(names: str | list[str]) -> list[BaselineCodec]:
+    """Baselines by name ('png,webp' or a list); '' or 'none' gives none. Unknown names: BaselineError."""
+    if isinstance(names, str):
+        names = [] if names.strip().lower() in ("", "none") else [n.strip() for n in names.split(",")]
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise BaselineError(f"unknown baseline {', '.join(map(repr, unknown))}; known: {', '.join(BASELINES)}")
+    if any(n != "png" for n in names):
+        _imagecodecs()
+    return [BASELINES[n] for n in dict.fromkeys(names)]
+
+
+def library_versions() -> dict:
+    out = {"pillow": Image.__version__}
+    try:
+        import imagecodecs
+
+        out["imagecodecs"] = imagecodecs.__version__
+        for name in ("jpegxl", "webp", "jpeg2k", "jpegls"):
+            version = getattr(imagecodecs, name + "_version", None)
+            if version:
+                out[name] = version()
+    except ImportError:
+        pass
+    return out

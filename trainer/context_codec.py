@@ -1,0 +1,178 @@
+"""The wavefront codec of context-student bundles (trainer.context_model): same container,
+same integer tables and range coder as the LM codec, another prediction order.
+
+Order of coding: wavefronts t = lag*y + x in increasing t (context_model.wavefronts); inside a
+wavefront, channel by channel, pixels top to bottom. Each wavefront is one batch: its pixels'
+contexts all lie in earlier wavefronts.
+
+Why encoder and decoder agree bit for bit: both run `_wavefronts` below, the one loop, over the
+same canvas contents (the encoder writes the true values into its canvas as it goes, the
+decoder the decoded ones), so every model call has the same rows in the same order and shape.
+The thread count is part of the numeric mode: CPU matmul kernels split small products
+differently across threads and change the floats (measured: row counts 5, 6, 9, ... of the
+trunk differ between 1 and 2 threads). So both sides compute on exactly one thread, whatever
+torch's setting; parallelism comes from coding several images at once (separate processes).
+Other CPU kinds or builds may compute other floats: the pixel CRC turns that into an error,
+never a wrong image.
+"""
+
+import time
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .codec import LN2, CodecError, Report
+from .container import Header, pack, unpack
+from .entropy import Decoder, Encoder, quantize
+from .pixels import CHANNELS, load_image, to_image
+from .context_model import scale, wavefronts
+
+NUMERIC_MODE = "ctx-fp32-cpu-ftz-1thread"
+
+
+@contextmanager
+def one_thread():
+    """Run the block on one torch thread (the numeric mode's), then restore the caller's setting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class ContextCodec:
+    def __init__(self, bundle, threads: int | None = None, progress: bool = True, **_ignored):
+        """`threads` and other LM-codec options are accepted and ignored: see the numeric mode above."""
+        from .bundle import Bundle, open_bundle
+
+        self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+        torch.set_flush_denormal(True)  # part of the numeric mode: both sides must agree
+        self.model = self.bundle.load_model()
+        self.progress = progress
+        self.numeric_mode = NUMERIC_MODE
+        self.timing = {}
+
+    @torch.no_grad()
+    def _wavefronts(self, height: int, width: int, source, desc: str) -> np.ndarray:
+        """Run the model over every wavefront; `source(c, ys, xs, freqs, log_probs)` gives the values
+        of channel c at those pixels (encoder: the true ones, decoder: decoded). Returns the image."""
+        image = np.zeros((height, width, self.model.config.channels), dtype=np.uint8)
+        canvas = self.model.pad(torch.from_numpy(image))
+        fronts = list(wavefronts(height, width, self.model.config.lag))
+        with one_thread():
+            self._run(fronts, canvas, image, source, desc)
+        return image
+
+    def _run(self, fronts, canvas, image, source, desc: str) -> None:
+        model, cfg = self.model, self.model.config
+        top, left = cfg.rows_above, cfg.cols_side + cfg.cols_left
+        for ys, xs in tqdm(fronts, desc=desc, unit="front", disable=not self.progress, mininterval=0.5):
+            ys_t, xs_t = torch.from_numpy(ys), torch.from_numpy(xs)
+            start = time.perf_counter()
+            features = model.features(model.context(canvas, ys_t, xs_t))
+            previous = canvas.new_zeros(len(ys), 0)
+            for c in range(cfg.channels):
+                log_probs = model.log_probs(features, c, previous)
+                self._add("model", start)
+                start = time.perf_counter()
+                freqs = quantize(log_probs, self.bundle.precision)
+                self._add("quantize", start)
+                values = source(c, ys, xs, freqs, log_probs)
+                start = time.perf_counter()
+                image[ys, xs, c] = values
+                scaled = scale(torch.from_numpy(values))
+                canvas[ys_t + top, xs_t + left, c] = scaled
+                previous = torch.cat([previous, scaled[:, None]], 1)
+
+    def _add(self, key: str, start: float) -> None:
+        self.timing[key] = self.timing.get(key, 0.0) + time.perf_counter() - start
+
+    def _check_channels(self, channels: int) -> None:
+        if channels != self.model.config.channels:
+            names = {v: k for k, v in CHANNELS.items()}
+            raise CodecError(f"this bundle codes {names[self.model.config.channels]} images, not "
+                             f"{names[channels]}; convert the image or use a bundle made for {names[channels]}")
+
+    def encode(self, source, out_path, bits_map: bool = False) -> Report:
+        """Encode an image (path or PIL image) into a .pxl file; returns what was measured.
+        With bits_map=True the Report also carries each subpixel's code length (Report.bits)."""
+        start = time.perf_counter()
+        self.timing = {}
+        truth = load_image(source)
+        height, width, channels = truth.shape
+        self._check_channels(channels)
+        encoder = Encoder(self.bundle.precision)
+        nats = 0.0
+        bits = np.zeros(truth.shape, dtype=np.float32) if bits_map else None
+
+        def source_fn(c, ys, xs, freqs, log_probs):
+            nonlocal nats
+            values = truth[ys, xs, c]
+            t = time.perf_counter()
+            encoder.encode(values, freqs)
+            self._add("coder", t)
+            symbols = torch.from_numpy(values.astype(np.int64))[:, None]
+            nats -= log_probs.gather(1, symbols).sum().item()
+            if bits is not None:
+                bits[ys, xs, c] = self.bundle.precision - np.log2(freqs[np.arange(len(values)), values])
+            return values
+
+        image = self._wavefronts(height, width, source_fn, "encode")
+        assert np.array_equal(image, truth)
+        data = pack(self._header(truth), encoder.finish())
+        Path(out_path).write_bytes(data)
+        seconds = time.perf_counter() - start
+        return Report(str(out_path), width, height, channels, len(data), seconds,
+                      model_bpsp=nats / LN2 / truth.size, timing=self._breakdown(seconds), bits=bits)
+
+    def decode(self, in_path, out_path=None) -> tuple[np.ndarray, Report]:
+        """Decode a .pxl file (checked end to end); writes a PNG if out_path is given."""
+        start = time.perf_counter()
+        self.timing = {}
+        data = Path(in_path).read_bytes()
+        header, payload = unpack(data)
+        self.check_header(header)
+        decoder = Decoder(payload, header.precision)
+
+        def source_fn(c, ys, xs, freqs, log_probs):
+            t = time.perf_counter()
+            values = decoder.decode(freqs)
+            self._add("coder", t)
+            return values
+
+        image = self._wavefronts(header.height, header.width, source_fn, "decode")
+        if zlib.crc32(image.tobytes()) != header.pixel_crc:
+            raise CodecError("decoded pixels fail the CRC check: this machine computes different probabilities "
+                             f"than the encoder's (numeric mode {header.numeric_mode}); the output was not written")
+        if out_path is not None:
+            to_image(image).save(out_path, format="PNG")
+        seconds = time.perf_counter() - start
+        return image, Report(str(in_path), header.width, header.height, header.channels, len(data), seconds,
+                             timing=self._breakdown(seconds))
+
+    def _header(self, image: np.ndarray) -> Header:
+        height, width, channels = image.shape
+        return Header(bytes.fromhex(self.bundle.bundle_id)[:16], self.numeric_mode,
+                      {v: k for k, v in CHANNELS.items()}[channels], width, height, channels,
+                      1, 1, self.bundle.precision, zlib.crc32(image.tobytes()))  # no patches: 1x1
+
+    def check_header(self, header: Header) -> None:
+        if header.bundle_id != bytes.fromhex(self.bundle.bundle_id)[:16]:
+            raise CodecError(f"this file was encoded with bundle {header.bundle_id.hex()}..., not with "
+                             f"{self.bundle.path} ({self.bundle.bundle_id[:32]}...)")
+        if header.numeric_mode != self.numeric_mode:
+            raise CodecError(f"this file was encoded in numeric mode {header.numeric_mode}; this decoder computes "
+                             f"{self.numeric_mode}: decoding would not reproduce its probabilities")
+        if (header.patch_height, header.patch_width, header.precision) != (1, 1, self.bundle.precision):
+            raise CodecError("patch layout or precision in the file differs from the bundle's")
+        self._check_channels(header.channels)
+
+    def _breakdown(self, seconds: float) -> dict:
+        out = {k: round(v, 3) for k, v in self.timing.items()}
+        out["other"] = round(seconds - sum(self.timing.values()), 3)
+        return out

@@ -1,0 +1,205 @@
+"""A compact causal-context student: next-subpixel distributions from the pixels a decoder has.
+
+An LLM over 16x16 patches must take one sequential step per subpixel of a patch, and it sees
+only the rows above the patch. This student predicts each pixel from a fixed causal window
+(`rows_above` rows of 2*`cols_side`+1 pixels, and `cols_left` pixels to its left), and each
+channel from that window plus the channels of the same pixel already coded. So every pixel of
+an anti-diagonal wavefront (`wavefront`) can be predicted at once: a 768x512 image takes
+~2.8 k sequential steps instead of ~25 k.
+
+Output: per channel a mixture of `mixtures` discretized logistics over 0..255 (PixelCNN++):
+unimodal, smooth bumps around predicted values are the right prior for natural images and
+learn from far less data than a free 256-way softmax. `log_probs` turns it into the same
+256-way distribution the LM codec uses, so the entropy coder is shared.
+
+Saved as a Hugging Face-style folder: config.json + model.safetensors.
+"""
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+MODEL_TYPE = "pixlm-context"
+LN2 = math.log(2)
+
+
+@dataclass
+class ContextConfig:
+    channels: int = 3
+    rows_above: int = 3
+    cols_side: int = 3
+    cols_left: int = 3
+    hidden: int = 256
+    layers: int = 3
+    head_hidden: int = 96
+    mixtures: int = 6
+
+    @property
+    def offsets(self) -> list[tuple[int, int]]:
+        """(dy, dx) of the context pixels; all strictly before (y, x) in raster order."""
+        above = [(dy, dx) for dy in range(-self.rows_above, 0) for dx in range(-self.cols_side, self.cols_side + 1)]
+        return above + [(0, dx) for dx in range(-self.cols_left, 0)]
+
+    @property
+    def lag(self) -> int:
+        """Wavefront slope: pixel (y, x) is in wavefront lag*y + x (needs (y-1, x+cols_side) done)."""
+        return self.cols_side + 1
+
+
+def wavefronts(height: int, width: int, lag: int):
+    """Yield (ys, xs) int64 arrays of each wavefront t = lag*y + x, t = 0, 1, ...: every pixel's
+    context lies in earlier wavefronts, so a wavefront is one batch."""
+    for t in range(lag * (height - 1) + width):
+        ys = np.arange(max(0, -(-(t - width + 1) // lag)), min(height - 1, t // lag) + 1)
+        yield ys, t - lag * ys
+
+
+class ContextModel(nn.Module):
+    def __init__(self, config: ContextConfig):
+        super().__init__()
+        self.config = config
+        c, k = config.channels, config.mixtures
+        self.register_buffer("offsets", torch.tensor(config.offsets, dtype=torch.long), persistent=False)
+        dims = [len(config.offsets) * c] + [config.hidden] * config.layers
+        self.trunk = nn.Sequential(*[m for a, b in zip(dims, dims[1:]) for m in (nn.Linear(a, b), nn.GELU())])
+        # Head for channel i sees the trunk features and channels 0..i-1 of the same pixel.
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(config.hidden + i, config.head_hidden), nn.GELU(),
+                          nn.Linear(config.head_hidden, 3 * k)) for i in range(c))
+        # A linear predictor of each channel's value from the context and the coded channels, added
+        # to every mixture mean: it starts as the plane predictor W + N - NW, plus the previous
+        # channel's residual (x[c-1] - its plane prediction), so training begins from a classical
+        # predictor and the network learns corrections.
+        self.skips = nn.ModuleList(nn.Linear(len(config.offsets) * c + i, 1, bias=False) for i in range(c))
+        index = {offset: j for j, offset in enumerate(config.offsets)}
+        with torch.no_grad():
+            for i, skip in enumerate(self.skips):
+                skip.weight.zero_()
+                if not all(o in index for o in ((0, -1), (-1, 0), (-1, -1))):
+                    continue
+                for ch, sign in ((i, 1.0), (i - 1, -1.0)) if i else ((i, 1.0),):
+                    for offset, w in (((0, -1), 1.0), ((-1, 0), 1.0), ((-1, -1), -1.0)):
+                        skip.weight[0, index[offset] * c + ch] += sign * w
+                if i:
+                    skip.weight[0, len(config.offsets) * c + i - 1] = 1.0
+
+    # -- context ------------------------------------------------------------------------------
+    def pad(self, image: torch.Tensor) -> torch.Tensor:
+        """(H, W, C) uint8 -> float canvas with a border of 0 (mid-grey after scaling), so every
+        offset of every pixel indexes inside it. Positions outside the image read the border."""
+        cfg = self.config
+        h, w, c = image.shape
+        canvas = torch.zeros(h + cfg.rows_above, w + 2 * cfg.cols_side + cfg.cols_left, c)
+        canvas[cfg.rows_above:, cfg.cols_side + cfg.cols_left:cfg.cols_side + cfg.cols_left + w] = scale(image)
+        return canvas
+
+    def context(self, canvas: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        """(N, len(offsets) * C) scaled context of pixels (ys, xs) read from a padded canvas."""
+        cfg = self.config
+        rows = ys[:, None] + cfg.rows_above + self.offsets[:, 0]
+        cols = xs[:, None] + cfg.cols_side + cfg.cols_left + self.offsets[:, 1]
+        return canvas[rows, cols].flatten(1)
+
+    # -- distributions ------------------------------------------------------------------------
+    def features(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the channel heads need: (trunk features, the context itself for the linear skips)."""
+        return self.trunk(context), context
+
+    def mixture(self, features: tuple, channel: int, previous: torch.Tensor) -> tuple:
+        """(logit weights, means, log scales), each (N, K), of channel `channel`'s mixture;
+        `previous` (N, channel) holds the pixel's already-coded channels, scaled."""
+        hidden, context = features
+        out = self.heads[channel](torch.cat([hidden, previous], 1))
+        weights, means, log_scales = out.chunk(3, dim=1)
+        means = means + self.skips[channel](torch.cat([context, previous], 1))
+        return weights, means, log_scales.clamp(min=-7.0)
+
+    def log_probs(self, features, channel, previous) -> torch.Tensor:
+        """(N, 256) natural-log probabilities of channel `channel`'s value (the codec's path)."""
+        weights, means, log_scales = self.mixture(features, channel, previous)
+        inner = scale(torch.arange(1, 256, dtype=means.dtype) - 0.5)  # the 255 inner bin edges
+        cdf = torch.sigmoid((inner - means[..., None]) * torch.exp(-log_scales)[..., None])
+        cdf = F.pad(cdf, (1, 1))
+        cdf[..., -1] = 1.0  # the tails fold into 0 and 255
+        bins = cdf[..., 1:] - cdf[..., :-1]  # (N, K, 256)
+        probs = torch.bmm(torch.softmax(weights, 1)[:, None], bins)[:, 0]
+        return torch.log(probs.clamp(min=1e-30))
+
+    def forward(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(N, C) bits of each target subpixel (uint8 values) given its context (training loss)."""
+        features = self.features(context)
+        scaled = scale(target)
+        bits = []
+        for c in range(self.config.channels):
+            weights, means, log_scales = self.mixture(features, c, scaled[:, :c])
+            bits.append(-_discretized_logistic_log_prob(target[:, c], weights, means, log_scales) / LN2)
+        return torch.stack(bits, 1)
+
+    # -- folders ------------------------------------------------------------------------------
+    def save_pretrained(self, directory) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "config.json").write_text(json.dumps({"model_type": MODEL_TYPE, **asdict(self.config)}, indent=1))
+        save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, directory / "model.safetensors")
+
+    @classmethod
+    def from_pretrained(cls, directory) -> "ContextModel":
+        directory = Path(directory)
+        config = json.loads((directory / "config.json").read_text())
+        if config.pop("model_type", None) != MODEL_TYPE:
+            raise ValueError(f"{directory}: not a {MODEL_TYPE} model")
+        model = cls(ContextConfig(**config))
+        from .quantize import dequantize_state  # int8 bundles: float32 after this, same code path
+
+        model.load_state_dict(dequantize_state(load_file(directory / "model.safetensors")))
+        return model.eval()
+
+
+STEP = 2.0 / 255.0  # one pixel value in scaled units
+
+
+def scale(values: torch.Tensor) -> torch.Tensor:
+    """0..255 -> -1..1."""
+    return values.float() * STEP - 1.0
+
+
+def _discretized_logistic_log_prob(target, weights, means, log_scales) -> torch.Tensor:
+    """log P(target) under the mixture, bins of width STEP, tails folded into 0 and 255 (PixelCNN++)."""
+    x = scale(target)[:, None]
+    inv = torch.exp(-log_scales)
+    upper = (x + STEP / 2 - means) * inv
+    lower = (x - STEP / 2 - means) * inv
+    log_cdf_upper = upper - F.softplus(upper)          # log sigmoid(upper)
+    log_one_minus_cdf_lower = -F.softplus(lower)       # log (1 - sigmoid(lower))
+    mid = torch.log((torch.sigmoid(upper) - torch.sigmoid(lower)).clamp(min=1e-12))
+    t = target[:, None]
+    log_bin = torch.where(t == 0, log_cdf_upper, torch.where(t == 255, log_one_minus_cdf_lower, mid))
+    return torch.logsumexp(F.log_softmax(weights, 1) + log_bin, dim=1)
+
+
+def random_windows(images: list[np.ndarray], model: ContextModel, count: int, size: int,
+                   rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training batch: contexts and targets of every pixel of `count` random size x size crops,
+    gathered exactly as the codec gathers them (crops see a zero border like an image edge
+    only where they touch one)."""
+    cfg = model.config
+    top, left, right = cfg.rows_above, cfg.cols_side + cfg.cols_left, cfg.cols_side
+    contexts, targets = [], []
+    ys, xs = (t.flatten() for t in torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij"))
+    for _ in range(count):
+        image = images[rng.integers(len(images))]
+        h, w, _ = image.shape
+        y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        canvas = model.pad(torch.from_numpy(np.ascontiguousarray(image[max(0, y - top):y + size, max(0, x - left):x + size + right])))
+        # The padded canvas puts the crop origin at (top, left) only if the crop started at 0.
+        oy, ox = min(y, top), min(x, left)
+        contexts.append(model.context(canvas, ys + oy, xs + ox))
+        targets.append(torch.from_numpy(image[y:y + size, x:x + size].reshape(-1, image.shape[2])))
+    return torch.cat(contexts), torch.cat(targets)

@@ -1,0 +1,191 @@
+"""Training of the causal-context student (trainer.context_model), driven by Accelerate.
+
+Data: whole images held in memory (uint8); each step draws `batch_crops` random crops of
+`crop_size`^2 pixels and trains on every pixel of them, with the contexts gathered exactly as
+the codec gathers them. The crops of step s come from an RNG seeded by (seed, s, rank), so a
+resumed run sees the same batches as an uninterrupted one without storing a data position.
+Validation: fixed crops of whole held-out images (split by image, never by crop), bits summed
+then divided once. Kodak is never a default here: it is the benchmark.
+"""
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from .config import DataConfig, flat_dict, to_yaml
+from .context_model import ContextConfig, ContextModel, random_windows
+from .data import DataError, resolve_images, split_by_image
+from .loop import STATE_FILE, find_resume, lr_lambda
+from .pixels import ImageModeError, load_image
+
+
+@dataclass
+class ContextTrainConfig:
+    output_dir: str = "checkpoints/context"
+    max_steps: int = 1000
+    batch_crops: int = 32  # crops per step
+    crop_size: int = 32  # every pixel of a crop is a training example
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"
+    seed: int = 0
+    log_every: int = 50
+    eval_every: int = 500
+    save_every: int = 500
+    keep_checkpoints: int = 2
+    resume: str = ""
+    val_crops_per_image: int = 4
+    val_crop_size: int = 128
+    threads: int = 0  # 0: torch's default
+    model: ContextConfig = field(default_factory=ContextConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def load_images(paths: list[Path], channels: int) -> list[np.ndarray]:
+    images = [load_image(p) for p in paths]
+    kept = [im for im in images if im.shape[2] == channels]
+    if not kept:
+        raise DataError(f"none of {len(paths)} images has {channels} channels")
+    return kept
+
+
+def val_windows(images: list[np.ndarray], model: ContextModel, per_image: int, size: int):
+    """Fixed validation crops (a grid of positions per image): contexts and targets."""
+    contexts, targets = [], []
+    ys, xs = (t.flatten() for t in torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij"))
+    for image in images:
+        h, w, _ = image.shape
+        size_y, size_x = min(size, h), min(size, w)
+        for i in range(per_image):
+            y, x = (h - size_y) * (i + 1) // (per_image + 1), (w - size_x) * (per_image - i) // (per_image + 1)
+            crop = image[y:y + size_y, x:x + size_x]
+            canvas = model.pad(torch.from_numpy(np.ascontiguousarray(crop)))
+            keep = (ys < size_y) & (xs < size_x)
+            contexts.append(model.context(canvas, ys[keep], xs[keep]))
+            targets.append(torch.from_numpy(crop.reshape(-1, image.shape[2]).copy()))
+    return torch.cat(contexts), torch.cat(targets)
+
+
+@torch.no_grad()
+def evaluate(model: ContextModel, contexts, targets, chunk: int = 65536) -> float:
+    model.eval()
+    bits = sum(model(contexts[i:i + chunk], targets[i:i + chunk]).double().sum().item()
+               for i in range(0, len(targets), chunk))
+    model.train()
+    return bits / targets.numel()
+
+
+def train_context(cfg: ContextTrainConfig) -> dict:
+    """Train a ContextModel; writes output_dir/final (config.json, model.safetensors, recipe, metrics)."""
+    out = Path(cfg.output_dir)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, log_with="tensorboard", project_dir=str(out))
+    set_seed(cfg.seed)
+    torch.set_flush_denormal(True)
+    model = ContextModel(cfg.model)
+    paths = resolve_images(cfg.data)
+    train_paths, val_paths = split_by_image(paths, cfg.data.val_images, cfg.seed)
+    if not train_paths or not val_paths:
+        raise DataError(f"{len(paths)} images: need at least one for training and data.val_images >= 1")
+    try:
+        train_images = load_images(train_paths, cfg.model.channels)
+        val_contexts, val_targets = val_windows(load_images(val_paths, cfg.model.channels), model,
+                                                cfg.val_crops_per_image, cfg.val_crop_size)
+    except ImageModeError as err:
+        raise DataError(str(err)) from None
+    small = min(min(im.shape[:2]) for im in train_images)
+    if small < cfg.crop_size:
+        raise DataError(f"crop_size={cfg.crop_size} is larger than a training image ({small} px)")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_lambda, cfg=cfg))
+    parameters = sum(p.numel() for p in model.parameters())
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    accelerator.init_trackers("tensorboard", config=flat_dict(cfg))
+    raw = accelerator.unwrap_model(model)
+
+    step = 0
+    metrics = {"parameters": parameters, "train_images": len(train_images), "val_images": len(val_paths),
+               "val_subpixels": val_targets.numel()}
+    checkpoint = find_resume(cfg.resume, out)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+        step = state["step"]
+        metrics["initial_val_bpsp"] = state["initial_val_bpsp"]
+        accelerator.print(f"resumed from {checkpoint} at step {step}")
+    else:
+        metrics["initial_val_bpsp"] = evaluate(raw, val_contexts, val_targets)
+        accelerator.log({"val/bpsp": metrics["initial_val_bpsp"]}, step=0)
+
+    def save_state():
+        folder = out / "checkpoints" / f"checkpoint-{step:07d}"
+        accelerator.save_state(str(folder))
+        if accelerator.is_main_process:
+            (folder / STATE_FILE).write_text(json.dumps({"step": step, "initial_val_bpsp": metrics["initial_val_bpsp"]}))
+            done = sorted(p.parent for p in (out / "checkpoints").glob(f"checkpoint-*/{STATE_FILE}"))
+            for old in done[:-cfg.keep_checkpoints]:
+                shutil.rmtree(old)
+        accelerator.wait_for_everyone()
+
+    bits = count = 0.0
+    start = time.perf_counter()
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="train", disable=not accelerator.is_main_process)
+    try:
+        while step < cfg.max_steps:
+            rng = np.random.default_rng([cfg.seed, step, accelerator.process_index])
+            contexts, targets = random_windows(train_images, raw, cfg.batch_crops, cfg.crop_size, rng)
+            contexts, targets = contexts.to(accelerator.device), targets.to(accelerator.device)
+            with accelerator.autocast():
+                loss_bits = model(contexts, targets)
+            loss = loss_bits.mean()
+            accelerator.backward(loss)
+            if cfg.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            bits += loss_bits.detach().sum().item()
+            count += loss_bits.numel()
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                seconds = time.perf_counter() - start
+                accelerator.log({"train/bpsp": bits / count, "train/lr": scheduler.get_last_lr()[0],
+                                 "train/subpixels_per_s": count / seconds}, step=step)
+                bar.set_postfix(bpsp=f"{bits / count:.3f}")
+                bits = count = 0.0
+                start = time.perf_counter()
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                metrics["val_bpsp"] = evaluate(raw, val_contexts, val_targets)
+                accelerator.log({"val/bpsp": metrics["val_bpsp"]}, step=step)
+                accelerator.print(f"step {step}: val bpsp {metrics['val_bpsp']:.4f}")
+            if step % cfg.save_every == 0 and step < cfg.max_steps:
+                save_state()
+    except KeyboardInterrupt:
+        save_state()
+        accelerator.print(f"interrupted: state saved at step {step}; rerun with resume=true")
+        raise
+    finally:
+        bar.close()
+    save_state()
+    metrics["steps"] = step
+    if accelerator.is_main_process:
+        final = out / "final"
+        raw.save_pretrained(final)
+        (final / "recipe.yaml").write_text(to_yaml(cfg))
+        (final / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    accelerator.end_training()
+    return metrics
