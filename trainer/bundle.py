@@ -205,6 +205,17 @@ def open_bundle(folder: Path) -> Bundle:
     return Bundle(folder, claimed, int(codec["precision"]), quantization, model_kind(folder))
 
 
+# The bundle the project ships (git-tracked): what `pixlm encode` uses when no --bundle is given.
+DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "checkpoints" / "pixlm-context-v1"
+
+
+def default_bundle() -> Bundle:
+    if not (DEFAULT_BUNDLE / MANIFEST_FILE).is_file():
+        raise BundleError(f"no --bundle given and the shipped bundle {DEFAULT_BUNDLE} is missing "
+                          "(it comes with a git checkout of pixlm); pass --bundle DIR")
+    return open_bundle(DEFAULT_BUNDLE)
+
+
 def bundle_search_path() -> list[Path]:
     """Where a decoder looks for a stream's bundle: $PIXLM_BUNDLES (os.pathsep-separated), then checkpoints/."""
     extra = [Path(p) for p in os.environ.get("PIXLM_BUNDLES", "").split(os.pathsep) if p]

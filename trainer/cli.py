@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     """The `pixlm` command."""
     import argparse
 
-    from .bundle import BundleError, export_bundle, find_bundle
+    from .bundle import BundleError, default_bundle, export_bundle, find_bundle
     from .codec import CodecError, open_codec, read_header
     from .container import FormatError
     from .download import DownloadError, download, load_manifest
@@ -69,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         cmd = commands.add_parser(name, help=help_text)
         cmd.add_argument("input", type=Path)
         cmd.add_argument("output", type=Path)
-        cmd.add_argument("--bundle", type=Path, required=name == "encode", help="codec bundle folder"
-                         + ("" if name == "encode" else " (default: the known bundle whose id the file names)"))
+        cmd.add_argument("--bundle", type=Path, default=None, help="codec bundle folder (default: "
+                         + ("the shipped checkpoints/pixlm-context-v1)" if name == "encode"
+                            else "the known bundle whose id the file names)"))
         cmd.add_argument("--threads", type=int, default=None, help="torch CPU threads (the output does not depend on it)")
         cmd.add_argument("--batch-size", type=int, default=256, help="patches per model call (the output does not depend on it)")
         cmd.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"weights {'int8' if bundle.quantization == 'int8' else 'float32'})")
         elif args.command == "encode":
             pairs = _encode_paths(args.input, args.output)
-            codec = open_codec(args.bundle, batch_size=args.batch_size, threads=args.threads, progress=not args.quiet)
+            codec = open_codec(args.bundle or default_bundle(), batch_size=args.batch_size, threads=args.threads, progress=not args.quiet)
             for image, stream in pairs:
                 print(codec.encode(image, stream).summary("encode"), flush=True)
         else:

@@ -74,7 +74,10 @@ class Report:
         line = f"{self.path}: {self.width}x{self.height}x{self.channels}, {self.file_bytes} bytes, {self.bpsp:.4f} bpsp"
         if self.model_bpsp is not None:
             line += f" (model cross-entropy {self.model_bpsp:.4f} bpsp, overhead {100 * self.overhead:.2f}%)"
-        return line + f", {verb} {self.seconds:.2f} s, {self.subpixels / self.seconds:,.0f} subpixels/s"
+        line += f", {verb} {self.seconds:.2f} s, {self.subpixels / self.seconds:,.0f} subpixels/s"
+        if self.timing:  # where the time went: model, quantize (frequency tables), coder, other (Python, I/O)
+            line += " [" + ", ".join(f"{k} {v:.1f} s" for k, v in self.timing.items()) + "]"
+        return line
 
 
 class Codec:

@@ -67,7 +67,14 @@ class ContextModel(nn.Module):
         self.config = config
         c, k = config.channels, config.mixtures
         self.register_buffer("offsets", torch.tensor(config.offsets, dtype=torch.long), persistent=False)
-        dims = [len(config.offsets) * c] + [config.hidden] * config.layers
+        index = {offset: j for j, offset in enumerate(config.offsets)}
+        # Local gradients |a - b| (per channel) tell the network how busy the neighbourhood is, the
+        # main cue for how wide a distribution should be; given directly, they need not be learnt.
+        pairs = gradient_pairs(config.offsets)
+        self.register_buffer("grad_a", torch.tensor([a for a, _ in pairs], dtype=torch.long), persistent=False)
+        self.register_buffer("grad_b", torch.tensor([b for _, b in pairs], dtype=torch.long), persistent=False)
+        self.anchor = index.get((0, -1), index.get((-1, 0), 0))
+        dims = [len(config.offsets) * c + len(pairs) * c + c] + [config.hidden] * config.layers
         self.trunk = nn.Sequential(*[m for a, b in zip(dims, dims[1:]) for m in (nn.Linear(a, b), nn.GELU())])
         # Head for channel i sees the trunk features and channels 0..i-1 of the same pixel.
         self.heads = nn.ModuleList(
@@ -78,6 +85,11 @@ class ContextModel(nn.Module):
         # channel's residual (x[c-1] - its plane prediction), so training begins from a classical
         # predictor and the network learns corrections.
         self.skips = nn.ModuleList(nn.Linear(len(config.offsets) * c + i, 1, bias=False) for i in range(c))
+        with torch.no_grad():  # start every mixture at the skip predictor, a few pixel values wide
+            for head in self.heads:
+                head[-1].weight.mul_(0.1)
+                head[-1].bias.zero_()
+                head[-1].bias[2 * k:].fill_(INITIAL_LOG_SCALE)
         index = {offset: j for j, offset in enumerate(config.offsets)}
         with torch.no_grad():
             for i, skip in enumerate(self.skips):
@@ -109,26 +121,39 @@ class ContextModel(nn.Module):
 
     # -- distributions ------------------------------------------------------------------------
     def features(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """What the channel heads need: (trunk features, the context itself for the linear skips)."""
-        return self.trunk(context), context
+        """What the channel heads need: (trunk features, the context itself for the linear skips).
+
+        The trunk sees the window relative to the left neighbour (brightness does not change the
+        shape of the prediction), the local gradients, and the left neighbour itself."""
+        pixels = context.unflatten(1, (len(self.config.offsets), self.config.channels))
+        anchor = pixels[:, self.anchor]
+        gradients = (pixels[:, self.grad_a] - pixels[:, self.grad_b]).abs()
+        inputs = torch.cat([(pixels - anchor[:, None]).flatten(1), 4 * gradients.flatten(1), anchor], 1)
+        return self.trunk(inputs), context
 
     def mixture(self, features: tuple, channel: int, previous: torch.Tensor) -> tuple:
         """(logit weights, means, log scales), each (N, K), of channel `channel`'s mixture;
         `previous` (N, channel) holds the pixel's already-coded channels, scaled."""
         hidden, context = features
-        out = self.heads[channel](torch.cat([hidden, previous], 1))
-        weights, means, log_scales = out.chunk(3, dim=1)
-        means = means + self.skips[channel](torch.cat([context, previous], 1))
+        # Heads and skips in float32 even under bf16 autocast: bf16 holds a mean near +-1 only to
+        # half a pixel value, too coarse for distributions a few values wide.
+        with torch.autocast(hidden.device.type, enabled=False):
+            out = self.heads[channel](torch.cat([hidden.float(), previous.float()], 1))
+            weights, means, log_scales = out.chunk(3, dim=1)
+            means = means + self.skips[channel](torch.cat([context.float(), previous.float()], 1))
         return weights, means, log_scales.clamp(min=-7.0)
 
     def log_probs(self, features, channel, previous) -> torch.Tensor:
         """(N, 256) natural-log probabilities of channel `channel`'s value (the codec's path)."""
         weights, means, log_scales = self.mixture(features, channel, previous)
         inner = scale(torch.arange(1, 256, dtype=means.dtype) - 0.5)  # the 255 inner bin edges
-        cdf = torch.sigmoid((inner - means[..., None]) * torch.exp(-log_scales)[..., None])
-        cdf = F.pad(cdf, (1, 1))
-        cdf[..., -1] = 1.0  # the tails fold into 0 and 255
-        bins = cdf[..., 1:] - cdf[..., :-1]  # (N, K, 256)
+        z = (inner - means[..., None]) * torch.exp(-log_scales)[..., None]
+        cdf = F.pad(torch.sigmoid(z), (1, 0))  # P(value < edge); the tails fold into 0 and 255
+        cdf = F.pad(cdf, (0, 1), value=1.0)
+        upper = F.pad(torch.sigmoid(-z), (0, 1))  # P(value > edge), precise where cdf is near 1
+        upper = F.pad(upper, (1, 0), value=1.0)
+        centre = F.pad(z, (1, 0), value=-1.0) + F.pad(z, (0, 1), value=1.0)  # sign of each bin's middle
+        bins = torch.where(centre > 0, upper[..., :-1] - upper[..., 1:], cdf[..., 1:] - cdf[..., :-1])  # (N, K, 256)
         probs = torch.bmm(torch.softmax(weights, 1)[:, None], bins)[:, 0]
         return torch.log(probs.clamp(min=1e-30))
 
@@ -163,6 +188,15 @@ class ContextModel(nn.Module):
 
 
 STEP = 2.0 / 255.0  # one pixel value in scaled units
+INITIAL_LOG_SCALE = math.log(4 * STEP)  # logistic scale of 4 pixel values
+
+
+def gradient_pairs(offsets) -> list[tuple[int, int]]:
+    """Index pairs of horizontally or vertically adjacent pixels of the window: their absolute
+    differences are trunk inputs."""
+    index = {offset: j for j, offset in enumerate(offsets)}
+    return [(index[(dy, dx)], index[(dy + ey, dx + ex)]) for dy, dx in offsets for ey, ex in ((0, 1), (1, 0))
+            if (dy + ey, dx + ex) in index]
 
 
 def scale(values: torch.Tensor) -> torch.Tensor:
@@ -178,6 +212,10 @@ def _discretized_logistic_log_prob(target, weights, means, log_scales) -> torch.
     lower = (x - STEP / 2 - means) * inv
     log_cdf_upper = upper - F.softplus(upper)          # log sigmoid(upper)
     log_one_minus_cdf_lower = -F.softplus(lower)       # log (1 - sigmoid(lower))
+    # sigmoid(u) - sigmoid(l) = sigmoid(-l) - sigmoid(-u): take the side where both are small, so the
+    # difference keeps its precision in the tails instead of cancelling near 1.
+    flip = upper + lower > 0
+    upper, lower = torch.where(flip, -lower, upper), torch.where(flip, -upper, lower)
     mid = torch.log((torch.sigmoid(upper) - torch.sigmoid(lower)).clamp(min=1e-12))
     t = target[:, None]
     log_bin = torch.where(t == 0, log_cdf_upper, torch.where(t == 255, log_one_minus_cdf_lower, mid))
