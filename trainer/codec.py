@@ -80,26 +80,87 @@ class Report:
         return line
 
 
-class Codec:
-    def __init__(self, bundle: Bundle | str | Path, batch_size: int = 256, threads: int | None = None,
-                 progress: bool = True):
+class StreamCodec:
+    """What every bundle's codec shares: the bundle and its model, the container, the checks.
+
+    A subclass sets `numeric_mode` and `layout` (the patch height and width written into streams)
+    and implements encode/decode with the helpers below."""
+
+    numeric_mode: str
+    layout: tuple[int, int]
+
+    def __init__(self, bundle: Bundle | str | Path, progress: bool = True):
         self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
-        if threads:
-            torch.set_num_threads(threads)
         torch.set_flush_denormal(True)  # part of the numeric mode: both sides must agree
         self.model = self.bundle.load_model()
-        self.prompt = self.model.prompt
-        self.batch_size = max(1, batch_size)
         self.progress = progress
-        self.numeric_mode = f"fp32-cpu-ftz-eager-l{MIN_LANES}"
         self.timing = {}
 
-    # -- the one prediction path both sides run --------------------------------------------
     def _timed(self, key, fn, *args):
         start = time.perf_counter()
         out = fn(*args)
         self.timing[key] = self.timing.get(key, 0.0) + time.perf_counter() - start
         return out
+
+    def _breakdown(self, seconds: float) -> dict:
+        out = {k: round(v, 3) for k, v in self.timing.items()}
+        out["other"] = round(seconds - sum(self.timing.values()), 3)
+        return out
+
+    def _check_channels(self, channels: int) -> None:
+        """Refuse images of a channel count this codec cannot code (every count, by default, can)."""
+
+    def _write(self, image: np.ndarray, payload: bytes, out_path) -> int:
+        """Write the stream of `image`; its size in bytes."""
+        height, width, channels = image.shape
+        header = Header(bytes.fromhex(self.bundle.bundle_id)[:16], self.numeric_mode,
+                        {v: k for k, v in CHANNELS.items()}[channels], width, height, channels,
+                        *self.layout, self.bundle.precision, zlib.crc32(image.tobytes()))
+        data = pack(header, payload)
+        Path(out_path).write_bytes(data)
+        return len(data)
+
+    def _read(self, in_path) -> tuple[Header, bytes, int]:
+        """(header, payload, file size) of a stream, every check passed before any model runs."""
+        data = Path(in_path).read_bytes()
+        header, payload = unpack(data)
+        self.check_header(header)
+        return header, payload, len(data)
+
+    def check_header(self, header: Header) -> None:
+        if header.bundle_id != bytes.fromhex(self.bundle.bundle_id)[:16]:
+            raise CodecError(f"this file was encoded with bundle {header.bundle_id.hex()}..., not with "
+                             f"{self.bundle.path} ({self.bundle.bundle_id[:32]}...)")
+        if header.numeric_mode != self.numeric_mode:
+            raise CodecError(f"this file was encoded in numeric mode {header.numeric_mode}; this decoder computes "
+                             f"{self.numeric_mode}: decoding would not reproduce its probabilities")
+        if (header.patch_height, header.patch_width, header.precision) != (*self.layout, self.bundle.precision):
+            raise CodecError("patch layout or precision in the file differs from the bundle's")
+        self._check_channels(header.channels)
+
+    def _finish(self, image: np.ndarray, header: Header, out_path) -> None:
+        """Check the decoded pixels against the stream's CRC, then write the PNG (never a wrong image)."""
+        if zlib.crc32(image.tobytes()) != header.pixel_crc:
+            raise CodecError("decoded pixels fail the CRC check: this machine computes different probabilities "
+                             f"than the encoder's (numeric mode {header.numeric_mode}); the output was not written")
+        if out_path is not None:
+            to_image(image).save(out_path, format="PNG")
+
+
+class Codec(StreamCodec):
+    """The codec of LM bundles (PixelLM): patch rows decoded in order, patches of a row as one batch."""
+
+    def __init__(self, bundle: Bundle | str | Path, batch_size: int = 256, threads: int | None = None,
+                 progress: bool = True):
+        if threads:
+            torch.set_num_threads(threads)
+        super().__init__(bundle, progress)
+        self.prompt = self.model.prompt
+        self.batch_size = max(1, batch_size)
+        self.numeric_mode = f"fp32-cpu-ftz-eager-l{MIN_LANES}"
+        self.layout = (self.prompt.spec.patch_height, self.prompt.spec.patch_width)
+
+    # -- the one prediction path both sides run --------------------------------------------
 
     def _chunks(self, rows: np.ndarray):
         """Rows in chunks of batch_size, each padded with copies of its first row to MIN_LANES."""
@@ -185,14 +246,9 @@ class Codec:
                 first += len(row)
                 bar.update(1)
         bar.close()
-        payload = encoder.finish()
-        header = Header(bytes.fromhex(self.bundle.bundle_id)[:16], self.numeric_mode,
-                        {v: k for k, v in CHANNELS.items()}[channels], width, height, channels,
-                        spec.patch_height, spec.patch_width, self.bundle.precision, zlib.crc32(image.tobytes()))
-        data = pack(header, payload)
-        Path(out_path).write_bytes(data)
+        size = self._write(image, encoder.finish(), out_path)
         seconds = time.perf_counter() - start
-        return Report(str(out_path), width, height, channels, len(data), seconds,
+        return Report(str(out_path), width, height, channels, size, seconds,
                       model_bpsp=total_nats / LN2 / image.size, timing=self._breakdown(seconds), bits=bits)
 
     # -- decode -----------------------------------------------------------------------------
@@ -200,9 +256,7 @@ class Codec:
         """Decode a .pxl file (checked end to end); writes a PNG if out_path is given."""
         start = time.perf_counter()
         self.timing = {}
-        data = Path(in_path).read_bytes()
-        header, payload = unpack(data)
-        self.check_header(header)
+        header, payload, size = self._read(in_path)
         image = np.zeros((header.height, header.width, header.channels), dtype=np.uint8)
         decoder = Decoder(payload, header.precision)
         rows = patch_rows(header.height, header.width, header.patch_height, header.patch_width)
@@ -213,31 +267,10 @@ class Codec:
             values = self._predict(image, row, source)
             for i, p in enumerate(row):
                 put_patch(image, p, values[i, :p.height * p.width * header.channels])
-        if zlib.crc32(image.tobytes()) != header.pixel_crc:
-            raise CodecError("decoded pixels fail the CRC check: this machine computes different probabilities "
-                             f"than the encoder's (numeric mode {header.numeric_mode}); the output was not written")
-        if out_path is not None:
-            to_image(image).save(out_path, format="PNG")
+        self._finish(image, header, out_path)
         seconds = time.perf_counter() - start
-        return image, Report(str(in_path), header.width, header.height, header.channels, len(data), seconds,
+        return image, Report(str(in_path), header.width, header.height, header.channels, size, seconds,
                              timing=self._breakdown(seconds))
-
-    def check_header(self, header: Header) -> None:
-        if header.bundle_id != bytes.fromhex(self.bundle.bundle_id)[:16]:
-            raise CodecError(f"this file was encoded with bundle {header.bundle_id.hex()}..., not with "
-                             f"{self.bundle.path} ({self.bundle.bundle_id[:32]}...)")
-        if header.numeric_mode != self.numeric_mode:
-            raise CodecError(f"this file was encoded in numeric mode {header.numeric_mode}; this decoder computes "
-                             f"{self.numeric_mode}: decoding would not reproduce its probabilities")
-        spec = self.prompt.spec
-        if (header.patch_height, header.patch_width, header.precision) != (spec.patch_height, spec.patch_width,
-                                                                          self.bundle.precision):
-            raise CodecError("patch layout or precision in the file differs from the bundle's")
-
-    def _breakdown(self, seconds: float) -> dict:
-        out = {k: round(v, 3) for k, v in self.timing.items()}
-        out["other"] = round(seconds - sum(self.timing.values()), 3)
-        return out
 
 
 def open_codec(bundle, **kwargs):

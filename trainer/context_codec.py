@@ -17,19 +17,16 @@ never a wrong image.
 """
 
 import time
-import zlib
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .codec import LN2, CodecError, Report
-from .container import Header, pack, unpack
-from .entropy import Decoder, Encoder, quantize
-from .pixels import CHANNELS, load_image, to_image
+from .codec import LN2, CodecError, Report, StreamCodec
 from .context_model import scale, wavefronts
+from .entropy import Decoder, Encoder, quantize
+from .pixels import CHANNELS, load_image
 
 NUMERIC_MODE = "ctx-fp32-cpu-ftz-1thread"
 
@@ -45,17 +42,13 @@ def one_thread():
         torch.set_num_threads(threads)
 
 
-class ContextCodec:
+class ContextCodec(StreamCodec):
+    numeric_mode = NUMERIC_MODE
+    layout = (1, 1)  # no patches
+
     def __init__(self, bundle, threads: int | None = None, progress: bool = True, **_ignored):
         """`threads` and other LM-codec options are accepted and ignored: see the numeric mode above."""
-        from .bundle import Bundle, open_bundle
-
-        self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
-        torch.set_flush_denormal(True)  # part of the numeric mode: both sides must agree
-        self.model = self.bundle.load_model()
-        self.progress = progress
-        self.numeric_mode = NUMERIC_MODE
-        self.timing = {}
+        super().__init__(bundle, progress)
 
     @torch.no_grad()
     def _wavefronts(self, height: int, width: int, source, desc: str) -> np.ndarray:
@@ -73,24 +66,16 @@ class ContextCodec:
         top, left = cfg.rows_above, cfg.cols_side + cfg.cols_left
         for ys, xs in tqdm(fronts, desc=desc, unit="front", disable=not self.progress, mininterval=0.5):
             ys_t, xs_t = torch.from_numpy(ys), torch.from_numpy(xs)
-            start = time.perf_counter()
-            features = model.features(model.context(canvas, ys_t, xs_t))
+            features = self._timed("model", lambda: model.features(model.context(canvas, ys_t, xs_t)))
             previous = canvas.new_zeros(len(ys), 0)
             for c in range(cfg.channels):
-                log_probs = model.log_probs(features, c, previous)
-                self._add("model", start)
-                start = time.perf_counter()
-                freqs = quantize(log_probs, self.bundle.precision)
-                self._add("quantize", start)
+                log_probs = self._timed("model", model.log_probs, features, c, previous)
+                freqs = self._timed("quantize", quantize, log_probs, self.bundle.precision)
                 values = source(c, ys, xs, freqs, log_probs)
-                start = time.perf_counter()
                 image[ys, xs, c] = values
                 scaled = scale(torch.from_numpy(values))
                 canvas[ys_t + top, xs_t + left, c] = scaled
                 previous = torch.cat([previous, scaled[:, None]], 1)
-
-    def _add(self, key: str, start: float) -> None:
-        self.timing[key] = self.timing.get(key, 0.0) + time.perf_counter() - start
 
     def _check_channels(self, channels: int) -> None:
         if channels != self.model.config.channels:
@@ -113,66 +98,28 @@ class ContextCodec:
         def source_fn(c, ys, xs, freqs, log_probs):
             nonlocal nats
             values = truth[ys, xs, c]
-            t = time.perf_counter()
-            encoder.encode(values, freqs)
-            self._add("coder", t)
-            symbols = torch.from_numpy(values.astype(np.int64))[:, None]
-            nats -= log_probs.gather(1, symbols).sum().item()
+            self._timed("coder", encoder.encode, values, freqs)
+            nats -= log_probs.gather(1, torch.from_numpy(values.astype(np.int64))[:, None]).sum().item()
             if bits is not None:
                 bits[ys, xs, c] = self.bundle.precision - np.log2(freqs[np.arange(len(values)), values])
             return values
 
-        image = self._wavefronts(height, width, source_fn, "encode")
-        assert np.array_equal(image, truth)
-        data = pack(self._header(truth), encoder.finish())
-        Path(out_path).write_bytes(data)
+        self._wavefronts(height, width, source_fn, "encode")
+        size = self._write(truth, encoder.finish(), out_path)
         seconds = time.perf_counter() - start
-        return Report(str(out_path), width, height, channels, len(data), seconds,
+        return Report(str(out_path), width, height, channels, size, seconds,
                       model_bpsp=nats / LN2 / truth.size, timing=self._breakdown(seconds), bits=bits)
 
     def decode(self, in_path, out_path=None) -> tuple[np.ndarray, Report]:
         """Decode a .pxl file (checked end to end); writes a PNG if out_path is given."""
         start = time.perf_counter()
         self.timing = {}
-        data = Path(in_path).read_bytes()
-        header, payload = unpack(data)
-        self.check_header(header)
+        header, payload, size = self._read(in_path)
         decoder = Decoder(payload, header.precision)
-
-        def source_fn(c, ys, xs, freqs, log_probs):
-            t = time.perf_counter()
-            values = decoder.decode(freqs)
-            self._add("coder", t)
-            return values
-
-        image = self._wavefronts(header.height, header.width, source_fn, "decode")
-        if zlib.crc32(image.tobytes()) != header.pixel_crc:
-            raise CodecError("decoded pixels fail the CRC check: this machine computes different probabilities "
-                             f"than the encoder's (numeric mode {header.numeric_mode}); the output was not written")
-        if out_path is not None:
-            to_image(image).save(out_path, format="PNG")
+        image = self._wavefronts(header.height, header.width,
+                                 lambda c, ys, xs, freqs, log_probs: self._timed("coder", decoder.decode, freqs),
+                                 "decode")
+        self._finish(image, header, out_path)
         seconds = time.perf_counter() - start
-        return image, Report(str(in_path), header.width, header.height, header.channels, len(data), seconds,
+        return image, Report(str(in_path), header.width, header.height, header.channels, size, seconds,
                              timing=self._breakdown(seconds))
-
-    def _header(self, image: np.ndarray) -> Header:
-        height, width, channels = image.shape
-        return Header(bytes.fromhex(self.bundle.bundle_id)[:16], self.numeric_mode,
-                      {v: k for k, v in CHANNELS.items()}[channels], width, height, channels,
-                      1, 1, self.bundle.precision, zlib.crc32(image.tobytes()))  # no patches: 1x1
-
-    def check_header(self, header: Header) -> None:
-        if header.bundle_id != bytes.fromhex(self.bundle.bundle_id)[:16]:
-            raise CodecError(f"this file was encoded with bundle {header.bundle_id.hex()}..., not with "
-                             f"{self.bundle.path} ({self.bundle.bundle_id[:32]}...)")
-        if header.numeric_mode != self.numeric_mode:
-            raise CodecError(f"this file was encoded in numeric mode {header.numeric_mode}; this decoder computes "
-                             f"{self.numeric_mode}: decoding would not reproduce its probabilities")
-        if (header.patch_height, header.patch_width, header.precision) != (1, 1, self.bundle.precision):
-            raise CodecError("patch layout or precision in the file differs from the bundle's")
-        self._check_channels(header.channels)
-
-    def _breakdown(self, seconds: float) -> dict:
-        out = {k: round(v, 3) for k, v in self.timing.items()}
-        out["other"] = round(seconds - sum(self.timing.values()), 3)
-        return out
