@@ -13,16 +13,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from trainer.report import format_speed  # noqa: E402  (the repo root, also without an install)
+
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-
-
-def _speed(value):
-    if not value:
-        return "–"
-    for unit, scale in (("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.3g}"
 
 
 def table(report: dict) -> str:
@@ -43,8 +37,8 @@ def table(report: dict) -> str:
             if t["bpsp"] is not None and t["images_ok"] < t["images_tried"]:
                 bpsp += f" ({t['images_ok']}/{t['images_tried']} images)"
             ratio = "–" if t.get("decode_speed_vs_ref") is None else f"{t['decode_speed_vs_ref']:.3g}x"
-            lines.append(f"| {name} | {bpsp} | {_speed(t['encode_subpixels_per_s'])} "
-                         f"| {_speed(t['decode_subpixels_per_s'])} | {ratio} "
+            lines.append(f"| {name} | {bpsp} | {format_speed(t['encode_subpixels_per_s'])} "
+                         f"| {format_speed(t['decode_subpixels_per_s'])} | {ratio} "
                          f"| {t['decodes_exact']}/{t['decodes_tried']} |")
         lines.append("")
     lines.append("bpsp = 8 x file bytes / subpixels over the whole set (every byte of every file). "

@@ -13,7 +13,7 @@ def _f(value, digits=3, suffix=""):
     return f"{value:,.{digits}f}{suffix}"
 
 
-def _speed(value):
+def format_speed(value):
     if not value:
         return "–"
     for unit, scale in (("M", 1e6), ("k", 1e3)):
@@ -61,8 +61,8 @@ def write_markdown(report: dict, out: Path) -> Path:
             lines.append(
                 f"| {name} | {t['images_ok']}/{t['images_tried']} | {_f(t['bpsp'], 4)} | {_f(t.get('model_bpsp'), 4)} "
                 f"| {_f(100 * t['overhead'], 2, ' %') if t.get('overhead') is not None else '–'} "
-                f"| {_f(t['encode_seconds'], 2)} | {_f(t['decode_seconds'], 2)} | {_speed(t['encode_subpixels_per_s'])} "
-                f"| {_speed(t['decode_subpixels_per_s'])} | {_ratio(t['decode_speed_vs_ref'])} "
+                f"| {_f(t['encode_seconds'], 2)} | {_f(t['decode_seconds'], 2)} | {format_speed(t['encode_subpixels_per_s'])} "
+                f"| {format_speed(t['decode_subpixels_per_s'])} | {_ratio(t['decode_speed_vs_ref'])} "
                 f"| {t['decodes_exact']}/{t['decodes_tried']} | {mem('encode')} | {mem('decode')} |")
         failures = [(name, f) for name, t in s["codecs"].items() for f in t["failures"]]
         if failures:
