@@ -182,3 +182,24 @@ def test_bench_runs_a_context_bundle_beside_a_baseline(context_bundles, photos, 
     bundle = next(v for k, v in totals.items() if k != "png")
     assert bundle["decodes_exact"] == bundle["decodes_tried"] == 2 and totals["png"]["images_ok"] == 2
     assert (tmp_path / "report" / "report.md").is_file()
+
+
+def test_the_shipped_bundle_is_intact_and_the_cli_default(photos, tmp_path):
+    """checkpoints/pixlm-context-v1 (git-tracked) is what `pixlm encode` uses without --bundle."""
+    import os
+    import subprocess
+    import sys
+
+    from trainer.bundle import DEFAULT_BUNDLE, open_bundle
+
+    bundle = open_bundle(DEFAULT_BUNDLE)  # every file against its sha256
+    assert bundle.kind == "context"
+    photo_crop(photos, 21, 30).save(tmp_path / "p.png")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PIXLM_BUNDLES": ""}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "trainer.cli", *map(str, a), "--quiet"], env=env,
+                                    capture_output=True, text=True)
+    enc = run("encode", tmp_path / "p.png", tmp_path / "p.pxl")
+    assert enc.returncode == 0 and "bpsp" in enc.stdout, enc.stderr
+    dec = run("decode", tmp_path / "p.pxl", tmp_path / "back.png")
+    assert dec.returncode == 0, dec.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "back.png")), np.asarray(Image.open(tmp_path / "p.png")))
