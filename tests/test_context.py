@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from trainer.config import RecipeError, load_recipe
-from trainer.context_model import ContextConfig, ContextModel, scale, wavefronts
+from trainer.context_model import ContextConfig, ContextModel, pixel_grid, scale, wavefronts
 from trainer.context_train import ContextTrainConfig, train_context
 
 TINY = ["model.hidden=32", "model.layers=2", "model.head_hidden=16", "model.mixtures=3", "batch_crops=4",
@@ -67,7 +67,7 @@ def test_codec_probabilities_match_the_training_loss(photos):
     torch.manual_seed(1)
     model = ContextModel(ContextConfig(hidden=16, layers=1, head_hidden=8, mixtures=3)).eval()
     image = torch.from_numpy(np.asarray(Image.open(photos[0]).convert("RGB"))[100:106, 100:107].copy())
-    ys, xs = (t.flatten() for t in torch.meshgrid(torch.arange(6), torch.arange(7), indexing="ij"))
+    ys, xs = pixel_grid(6, 7)
     with torch.no_grad():
         context = model.context(model.pad(image), ys, xs)
         target = image[ys, xs]

@@ -74,11 +74,10 @@ class DataConfig:
 
 
 @dataclass
-class TrainConfig:
+class RunConfig:
+    """Keys every training script shares (train.py, distill.py, train_context.py)."""
     output_dir: str = "checkpoints/run"
     max_steps: int = 100
-    batch_size: int = 8
-    grad_accum: int = 1
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 10
@@ -92,6 +91,12 @@ class TrainConfig:
     keep_checkpoints: int = 2
     # "" or "false": fresh run; "true": latest state in output_dir; or a checkpoint folder.
     resume: str = ""
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    batch_size: int = 8
+    grad_accum: int = 1
     num_workers: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)

@@ -46,8 +46,9 @@ class ContextCodec(StreamCodec):
     numeric_mode = NUMERIC_MODE
     layout = (1, 1)  # no patches
 
-    def __init__(self, bundle, threads: int | None = None, progress: bool = True, **_ignored):
-        """`threads` and other LM-codec options are accepted and ignored: see the numeric mode above."""
+    def __init__(self, bundle, batch_size: int | None = None, threads: int | None = None, progress: bool = True):
+        """`batch_size` and `threads` (the LM codec's options) are accepted and ignored: a wavefront is
+        the batch, and the numeric mode above fixes one thread."""
         super().__init__(bundle, progress)
 
     @torch.no_grad()

@@ -222,6 +222,12 @@ def _discretized_logistic_log_prob(target, weights, means, log_scales) -> torch.
     return torch.logsumexp(F.log_softmax(weights, 1) + log_bin, dim=1)
 
 
+def pixel_grid(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ys, xs) of every pixel of a height x width image, raster order."""
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    return ys.flatten(), xs.flatten()
+
+
 def random_windows(images: list[np.ndarray], model: ContextModel, count: int, size: int,
                    rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Training batch: contexts and targets of every pixel of `count` random size x size crops,
@@ -230,7 +236,7 @@ def random_windows(images: list[np.ndarray], model: ContextModel, count: int, si
     cfg = model.config
     top, left, right = cfg.rows_above, cfg.cols_side + cfg.cols_left, cfg.cols_side
     contexts, targets = [], []
-    ys, xs = (t.flatten() for t in torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij"))
+    ys, xs = pixel_grid(size, size)
     for _ in range(count):
         image = images[rng.integers(len(images))]
         h, w, _ = image.shape

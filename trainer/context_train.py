@@ -9,7 +9,6 @@ then divided once. Kodak is never a default here: it is the benchmark.
 """
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,31 +20,17 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from .config import DataConfig, flat_dict, to_yaml
-from .context_model import ContextConfig, ContextModel, random_windows
+from .config import DataConfig, RunConfig, flat_dict, to_yaml
+from .context_model import ContextConfig, ContextModel, pixel_grid, random_windows
 from .data import DataError, resolve_images, split_by_image
-from .loop import STATE_FILE, find_resume, lr_lambda
+from .loop import STATE_FILE, find_resume, lr_lambda, save_checkpoint
 from .pixels import ImageModeError, load_image
 
 
 @dataclass
-class ContextTrainConfig:
-    output_dir: str = "checkpoints/context"
-    max_steps: int = 1000
+class ContextTrainConfig(RunConfig):
     batch_crops: int = 32  # crops per step
     crop_size: int = 32  # every pixel of a crop is a training example
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.05
-    warmup_steps: int = 50
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "no"
-    seed: int = 0
-    log_every: int = 50
-    eval_every: int = 500
-    save_every: int = 500
-    keep_checkpoints: int = 2
-    resume: str = ""
     val_crops_per_image: int = 4
     val_crop_size: int = 128
     threads: int = 0  # 0: torch's default
@@ -64,17 +49,15 @@ def load_images(paths: list[Path], channels: int) -> list[np.ndarray]:
 def val_windows(images: list[np.ndarray], model: ContextModel, per_image: int, size: int):
     """Fixed validation crops (a grid of positions per image): contexts and targets."""
     contexts, targets = [], []
-    ys, xs = (t.flatten() for t in torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij"))
     for image in images:
         h, w, _ = image.shape
         size_y, size_x = min(size, h), min(size, w)
+        ys, xs = pixel_grid(size_y, size_x)
         for i in range(per_image):
             y, x = (h - size_y) * (i + 1) // (per_image + 1), (w - size_x) * (per_image - i) // (per_image + 1)
-            crop = image[y:y + size_y, x:x + size_x]
-            canvas = model.pad(torch.from_numpy(np.ascontiguousarray(crop)))
-            keep = (ys < size_y) & (xs < size_x)
-            contexts.append(model.context(canvas, ys[keep], xs[keep]))
-            targets.append(torch.from_numpy(crop.reshape(-1, image.shape[2]).copy()))
+            crop = np.ascontiguousarray(image[y:y + size_y, x:x + size_x])
+            contexts.append(model.context(model.pad(torch.from_numpy(crop)), ys, xs))
+            targets.append(torch.from_numpy(crop.reshape(-1, image.shape[2])))
     return torch.cat(contexts), torch.cat(targets)
 
 
@@ -131,14 +114,7 @@ def train_context(cfg: ContextTrainConfig) -> dict:
         accelerator.log({"val/bpsp": metrics["initial_val_bpsp"]}, step=0)
 
     def save_state():
-        folder = out / "checkpoints" / f"checkpoint-{step:07d}"
-        accelerator.save_state(str(folder))
-        if accelerator.is_main_process:
-            (folder / STATE_FILE).write_text(json.dumps({"step": step, "initial_val_bpsp": metrics["initial_val_bpsp"]}))
-            done = sorted(p.parent for p in (out / "checkpoints").glob(f"checkpoint-*/{STATE_FILE}"))
-            for old in done[:-cfg.keep_checkpoints]:
-                shutil.rmtree(old)
-        accelerator.wait_for_everyone()
+        save_checkpoint(accelerator, out, step, cfg.keep_checkpoints, {"initial_val_bpsp": metrics["initial_val_bpsp"]})
 
     bits = count = 0.0
     start = time.perf_counter()

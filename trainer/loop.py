@@ -49,6 +49,19 @@ def find_resume(resume: str, output_dir: Path) -> Path | None:
     return path
 
 
+def save_checkpoint(accelerator, out: Path, step: int, keep: int, state: dict) -> None:
+    """Accelerate state into out/checkpoints/checkpoint-STEP, then its trainer_state.json ({"step": step,
+    **state}) written last, so a half-written state is never resumed; only the newest `keep` stay."""
+    folder = out / "checkpoints" / f"checkpoint-{step:07d}"
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        (folder / STATE_FILE).write_text(json.dumps({"step": step, **state}))
+        done = sorted(p.parent for p in (out / "checkpoints").glob(f"checkpoint-*/{STATE_FILE}"))
+        for old in done[:-keep]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
 def save_only_trainable(accelerator) -> None:
     """Make training states hold only trained tensors: a LoRA state is MBs, not the whole base model.
 
@@ -162,16 +175,8 @@ def train(cfg: TrainConfig, build_model=default_build, compute_loss=default_loss
             epoch, offset = epoch + 1, 0
 
     def save_state():
-        folder = out / "checkpoints" / f"checkpoint-{step:07d}"
-        accelerator.save_state(str(folder))
-        if accelerator.is_main_process:
-            (folder / STATE_FILE).write_text(json.dumps(
-                {"step": step, "batches_seen": batches_seen,
-                 **{k: v for k, v in metrics.items() if k.startswith("initial_")}}))
-            done = sorted(p.parent for p in (out / "checkpoints").glob(f"checkpoint-*/{STATE_FILE}"))
-            for old in done[:-cfg.keep_checkpoints]:
-                shutil.rmtree(old)
-        accelerator.wait_for_everyone()
+        save_checkpoint(accelerator, out, step, cfg.keep_checkpoints,
+                        {"batches_seen": batches_seen, **{k: v for k, v in metrics.items() if k.startswith("initial_")}})
 
     stream = batches(batches_seen)
     window = {"bits": 0.0, "count": 0.0, "tokens": 0, "start": time.perf_counter(), "sums": {}}

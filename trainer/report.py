@@ -84,7 +84,7 @@ def write_markdown(report: dict, out: Path) -> Path:
                              f"| {_money(c['decode_compute_usd'])} "
                              f"| {'reference' if name == ref else _reads(c.get('break_even_reads'))} "
                              f"| {'reference' if name == ref else _reads(c.get('break_even_months'))} |")
-        lines += ["", f"Per image (bpsp; ✗ = failed):", "",
+        lines += ["", "Per image (bpsp; ✗ = failed):", "",
                   "| image | " + " | ".join(s["codecs"]) + " |", "| --- |" + " --- |" * len(s["codecs"])]
         by_image = {}
         for r in report["images"]:
