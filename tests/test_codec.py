@@ -196,3 +196,46 @@ def test_cli_encodes_a_folder_and_decodes_without_naming_the_bundle(bundle_dir, 
     (tmp_path / "junk.pxl").write_bytes(b"PXLM\x01junk")
     bad = run("decode", tmp_path / "junk.pxl", tmp_path / "j.png")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "pixlm: error:" in bad.stderr
+
+
+def test_cli_file_habits_no_clobber_mirrored_folders_clashes_keep_going(bundle_dir, photo, tmp_path):
+    """Issue 13: outputs checked before any work, never replaced without -f, subfolders mirrored,
+    name clashes refused, folders decoded, --keep-going past a bad file with exit code 2."""
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    crop(photo, 9, 11).save(folder / "a.png")
+    crop(photo, 7, 6).save(folder / "sub" / "c.png")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PIXLM_BUNDLES": str(bundle_dir.parent)}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "trainer.cli", *map(str, a), "--quiet"], cwd=REPO,
+                                    env=env, capture_output=True, text=True)
+    enc = run("encode", folder, tmp_path / "out", "--bundle", bundle_dir)
+    assert enc.returncode == 0, enc.stderr
+    assert (tmp_path / "out" / "sub" / "c.pxl").is_file()
+    before = (tmp_path / "out" / "a.pxl").read_bytes()
+    again = run("encode", folder, tmp_path / "out", "--bundle", bundle_dir)
+    assert again.returncode == 2 and "exists; use -f/--force" in again.stderr and again.stdout == ""
+    assert run("encode", folder, tmp_path / "out", "--bundle", bundle_dir, "-f").returncode == 0
+    assert (tmp_path / "out" / "a.pxl").read_bytes() == before
+    # A file into an existing folder keeps its name; the input is never its own output.
+    (tmp_path / "streams").mkdir()
+    assert run("encode", folder / "a.png", tmp_path / "streams", "--bundle", bundle_dir).returncode == 0
+    assert (tmp_path / "streams" / "a.pxl").is_file()
+    same = run("encode", folder / "a.png", folder / "a.png", "--bundle", bundle_dir, "-f")
+    assert same.returncode == 2 and "replace the input" in same.stderr
+    # Two inputs, one output name.
+    crop(photo, 5, 5).save(folder / "a.bmp")
+    clash = run("encode", folder, tmp_path / "out2", "--bundle", bundle_dir)
+    assert clash.returncode == 2 and "would both be written" in clash.stderr and not (tmp_path / "out2").exists()
+    (folder / "a.bmp").unlink()
+    # Decode a folder; wrong suffix refused; a bad stream among good ones with --keep-going.
+    assert run("decode", tmp_path / "out" / "a.pxl", tmp_path / "a.jpg").returncode == 2
+    (tmp_path / "out" / "bad.pxl").write_bytes(b"PXLM\x01junk")
+    stop = run("decode", tmp_path / "out", tmp_path / "back")
+    assert stop.returncode == 2 and stop.stderr.count("\n") == 1
+    going = run("decode", tmp_path / "out", tmp_path / "back2", "--keep-going")
+    assert going.returncode == 2 and "1 of 3 files failed" in going.stderr
+    for name in ("a.png", "sub/c.png"):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "back2" / name)), np.asarray(Image.open(folder / name)))
+    for bad_value in (("--threads", "0"), ("--batch-size", "-1")):
+        refused = run("decode", tmp_path / "out" / "a.pxl", tmp_path / "z.png", *bad_value)
+        assert refused.returncode == 2 and "must be at least 1" in refused.stderr

@@ -72,3 +72,17 @@ def test_valid_keys_and_flat_dict_agree():
     flat = flat_dict(load_recipe("quickstart"))
     assert all(k in flat or any(f.startswith(k + ".") for f in flat) for k in valid_keys())
     assert all(isinstance(v, (int, float, str, bool)) for v in flat.values())
+
+
+@pytest.mark.parametrize("override,words", [("crop_size=0", "crop_size=0: must be positive"),
+                                            ("crop_size=-5", "must be positive"),
+                                            ("lr=0", "lr=0.0: must be positive"),
+                                            ("min_lr_ratio=2", "between 0 and 1"),
+                                            ("model.hidden=0", "model.hidden=0: must be positive"),
+                                            ("warmup_steps=-1", "must be 0 or more"),
+                                            ("mixed_precision=fp8", "must be no, bf16 or fp16")])
+def test_recipe_values_are_checked_at_load(override, words):
+    from trainer.context_train import ContextTrainConfig
+
+    with pytest.raises(RecipeError, match=words.replace("(", r"\(")):
+        load_recipe("context_student", [override], schema=ContextTrainConfig)

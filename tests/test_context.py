@@ -185,7 +185,8 @@ def test_bench_runs_a_context_bundle_beside_a_baseline(context_bundles, photos, 
 
 
 def test_the_shipped_bundle_is_intact_and_the_cli_default(photos, tmp_path):
-    """checkpoints/pixlm-context-v1 (git-tracked) is what `pixlm encode` uses without --bundle."""
+    """checkpoints/pixlm-context-v2 (git-tracked) is what `pixlm encode` uses without --bundle; a stream of
+    the previous bundle, pixlm-context-v1 (also shipped), still decodes."""
     import os
     import subprocess
     import sys
@@ -203,3 +204,142 @@ def test_the_shipped_bundle_is_intact_and_the_cli_default(photos, tmp_path):
     dec = run("decode", tmp_path / "p.pxl", tmp_path / "back.png")
     assert dec.returncode == 0, dec.stderr
     assert np.array_equal(np.asarray(Image.open(tmp_path / "back.png")), np.asarray(Image.open(tmp_path / "p.png")))
+
+
+def test_training_crops_are_gathered_as_the_codec_gathers_them(photos):
+    """ImageStack.crops reads each crop's context from the whole padded image: the codec's context."""
+    from trainer.context_model import ImageStack
+
+    model = ContextModel(ContextConfig(hidden=8, layers=1, head_hidden=8, mixtures=2, classical=True))
+    images = [np.asarray(Image.open(p).convert("RGB"))[:37 + 9 * i, :41 + 5 * i].copy() for i, p in enumerate(photos[:3])]
+    stack = ImageStack(images, model)
+    rng = np.random.default_rng(3)
+    contexts, targets = stack.crops(model, 5, 8, np.random.default_rng(3))
+    chosen = rng.integers(3, size=5)  # the same draws as inside crops()
+    limits = stack.sizes[chosen] - 8 + 1
+    ys0 = (rng.random(5) * limits[:, 0].numpy()).astype(np.int64)
+    xs0 = (rng.random(5) * limits[:, 1].numpy()).astype(np.int64)
+    for k, (i, y0, x0) in enumerate(zip(chosen, ys0, xs0)):
+        ys, xs = pixel_grid(8, 8)
+        image = torch.from_numpy(images[i])
+        expected = model.context(model.pad(image), ys + int(y0), xs + int(x0))
+        assert torch.equal(contexts[64 * k:64 * (k + 1)], expected)
+        assert torch.equal(targets[64 * k:64 * (k + 1)], image[ys + int(y0), xs + int(x0)])
+
+
+def test_classical_inputs_need_their_neighbours_and_follow_med():
+    from trainer.context_model import STEP, _classical_indices, _med_gap
+
+    with pytest.raises(ValueError, match="classical=true needs"):
+        ContextModel(ContextConfig(rows_above=1, classical=True))
+    cfg = ContextConfig()
+    at = _classical_indices(cfg.offsets)
+    pixels = torch.zeros(3, len(cfg.offsets), 1)
+    for row, (w, n, nw) in enumerate(((10, 20, 25), (10, 20, 5), (10, 20, 15))):
+        pixels[row, at["w"]], pixels[row, at["n"]], pixels[row, at["nw"]] = w * STEP, n * STEP, nw * STEP
+    med, gap = _med_gap(pixels, at)
+    assert torch.allclose(med[:, 0] / STEP, torch.tensor([10.0, 20.0, 15.0]), atol=1e-4)  # min, max, W+N-NW
+    assert gap.shape == med.shape
+
+
+def adaptive_bundle(root, crop_dir, block=64, lr=3e-3):
+    from trainer.bundle import export_bundle
+    from trainer.config import Adaptation
+
+    out = root / f"adaptive-{block}"
+    if not out.exists():
+        export_bundle(root / "run" / "final", out, adaptation=Adaptation(block, lr, 1))
+    return out
+
+
+def test_adaptive_bundle_round_trips_bit_exact_and_adapts(context_bundles, photos, tmp_path, crop_dir):
+    from trainer.adapt import adapted_bpsp
+    from trainer.codec import open_codec
+
+    root = context_bundles["none"].parent
+    image = photo_crop(photos, 30, 41)
+    adaptive = open_codec(adaptive_bundle(root, crop_dir), progress=False)
+    assert adaptive.numeric_mode.endswith("-adam-b64-lr0.003-s1")
+    report = adaptive.encode(image, tmp_path / "a.pxl")
+    decoded, _ = adaptive.decode(tmp_path / "a.pxl", tmp_path / "a.png")
+    assert np.array_equal(decoded, np.asarray(image))
+    static = open_codec(context_bundles["none"], progress=False).encode(image, tmp_path / "s.pxl")
+    # The adaptation really moved the weights: another stream, and fewer bits than the static model.
+    assert report.file_bytes < static.file_bytes
+    assert adaptive.model.state_dict()["skips.0.weight"].equal(
+        open_codec(context_bundles["none"], progress=False).model.state_dict()["skips.0.weight"])  # bundle untouched
+    # The teacher-forced study path gives the codec's size to within a few hundredths of a bit.
+    model = adaptive.model
+    array = np.asarray(image)
+    assert adapted_bpsp(model, array, adaptive.bundle.adaptation) == pytest.approx(report.model_bpsp, abs=0.02)
+    assert adapted_bpsp(model, array, None) == pytest.approx(static.model_bpsp, abs=0.02)
+
+
+def test_adaptive_stream_is_the_same_with_one_or_two_threads(context_bundles, photos, tmp_path, crop_dir):
+    from trainer.codec import open_codec
+
+    bundle = adaptive_bundle(context_bundles["none"].parent, crop_dir)
+    image = photo_crop(photos, 20, 26)
+    threads = torch.get_num_threads()
+    streams = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            open_codec(bundle, progress=False).encode(image, tmp_path / "t.pxl")
+            streams.append((tmp_path / "t.pxl").read_bytes())
+    finally:
+        torch.set_num_threads(threads)
+    assert streams[0] == streams[1]
+
+
+def test_adaptation_settings_are_checked(context_bundles, tmp_path):
+    import json as json_
+
+    from trainer.bundle import BundleError, export_bundle, open_bundle, write_manifest
+    from trainer.config import Adaptation
+
+    for bad in ((0, 1e-4, 1), (64, 0.0, 1), (64, 1e-4, 0)):
+        with pytest.raises(ValueError, match="adaptation"):
+            Adaptation(*bad)
+    with pytest.raises(BundleError, match="float32 context bundles"):
+        export_bundle(context_bundles["none"].parent / "run" / "final", tmp_path / "q", quantize="int8",
+                      adaptation=Adaptation())
+    copy = tmp_path / "copy"
+    shutil.copytree(context_bundles["none"], copy)
+    (copy / "codec.json").write_text(json_.dumps({"format_version": 3, "precision": 16, "adaptation": {"block": -1}}))
+    write_manifest(copy)
+    with pytest.raises(BundleError, match="adaptation is invalid"):
+        open_bundle(copy)
+
+
+def test_fuzzed_streams_always_fail_with_one_clear_error_and_write_nothing(context_bundles, photos, tmp_path):
+    """Truncations, bit flips, random or half payloads behind valid CRCs, absurd sizes: every one is
+    a FormatError, CodecError or StreamError (one line at the CLI), never a traceback or an image."""
+    import dataclasses
+    import zlib
+
+    from trainer.codec import CodecError, open_codec
+    from trainer.container import FormatError, pack, unpack
+    from trainer.entropy import StreamError
+
+    codec = open_codec(context_bundles["none"], progress=False)
+    codec.encode(photo_crop(photos, 12, 14), tmp_path / "ok.pxl")
+    data = (tmp_path / "ok.pxl").read_bytes()
+    header, payload = unpack(data)
+    rng = np.random.default_rng(0)
+    cases = [data[:n] for n in (1, 4, 20, 40, len(data) - len(payload), len(data) - 1)]
+    for position in rng.integers(0, len(data), 12):
+        flipped = bytearray(data)
+        flipped[position] ^= 1 << int(rng.integers(8))
+        cases.append(bytes(flipped))
+    random_payload = rng.integers(0, 256, len(payload), dtype=np.uint8).tobytes()
+    cases += [pack(header, random_payload), pack(header, payload[:len(payload) // 2 // 4 * 4]),
+              pack(header, b""),
+              pack(dataclasses.replace(header, width=1 << 20, height=1 << 20), payload),
+              pack(dataclasses.replace(header, width=13), payload),
+              pack(dataclasses.replace(header, pixel_crc=zlib.crc32(b"x")), payload)]
+    for i, bad in enumerate(cases):
+        (tmp_path / "bad.pxl").write_bytes(bad)
+        with pytest.raises((FormatError, CodecError, StreamError)):
+            codec.decode(tmp_path / "bad.pxl", tmp_path / "bad.png")
+        assert not (tmp_path / "bad.png").exists(), i

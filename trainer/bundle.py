@@ -17,13 +17,15 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .config import Adaptation
 from .download import sha256_of
 
 FORMAT_VERSION = 1  # float32 weights
 INT8_FORMAT_VERSION = 2  # adds codec.json "quantization": "int8"
+ADAPTIVE_FORMAT_VERSION = 3  # adds codec.json "adaptation" (context bundles; trainer.adapt): older decoders refuse it
 QUANTIZATIONS = ("none", "int8")
 CODEC_FILE = "codec.json"
 MANIFEST_FILE = "manifest.json"
@@ -44,6 +46,7 @@ class Bundle:
     precision: int
     quantization: str = "none"
     kind: str = "lm"  # "lm": a PixelLM (trainer.codec); "context": a ContextModel (trainer.context_codec)
+    adaptation: "Adaptation | None" = None  # context bundles: online per-image adaptation while coding
 
     def load_model(self):
         from .context_model import ContextModel
@@ -79,7 +82,7 @@ def write_manifest(folder: Path) -> str:
 
 
 def _model_card(checkpoint: Path, quantization: str, precision: int, parameters: int, measured: dict | None,
-                images: Path | None) -> str:
+                images: Path | None, adaptation: Adaptation | None = None) -> str:
     lines = [f"# pixlm codec bundle ({'int8 weights' if quantization == 'int8' else 'float32 weights'})", "",
              f"Made by `pixlm export` from `{checkpoint}`. Lossless image codec: the model's next-subpixel",
              "distribution drives a range coder (see the pixlm README).", "",
@@ -87,6 +90,9 @@ def _model_card(checkpoint: Path, quantization: str, precision: int, parameters:
              f"| parameters | {parameters:,} |",
              f"| weights | {'int8, one symmetric float32 scale per row of every 2-D weight; float32 after load' if quantization == 'int8' else 'float32'} |",
              f"| probability precision | {precision} bits |"]
+    if adaptation is not None:
+        lines.append(f"| online adaptation | Adam lr {adaptation.lr:g}, {adaptation.steps} step(s) after every "
+                     f"{adaptation.block} coded pixels, repeated by the decoder (trainer/adapt.py) |")
     if measured is not None:
         lines.append(f"| validation bpsp (these weights) | {measured['bpsp']:.4f} |")
         if "fp32_bpsp" in measured:
@@ -97,6 +103,9 @@ def _model_card(checkpoint: Path, quantization: str, precision: int, parameters:
     else:
         metrics = checkpoint / "metrics.json"
         value = json.loads(metrics.read_text()).get("val_bpsp") if metrics.is_file() else None
+        info = json.loads(metrics.read_text()) if metrics.is_file() else {}
+        if info.get("trained_on"):
+            lines.append(f"| trained on | {info['trained_on']} |")
         if value is not None:
             lines.append(f"| validation bpsp (float32 checkpoint) | {value:.4f} |")
             source = "taken from the checkpoint's metrics.json (training's held-out images, float32 weights)"
@@ -111,7 +120,8 @@ def _model_card(checkpoint: Path, quantization: str, precision: int, parameters:
 
 
 def export_bundle(checkpoint: Path, out: Path, precision: int = 16, quantize: str = "none",
-                  images: Path | None = None, val_patches: int = 16) -> Bundle:
+                  images: Path | None = None, val_patches: int = 16,
+                  adaptation: Adaptation | None = None) -> Bundle:
     """Bundle a trained checkpoint folder (train.py's or distill.py's `final/`) for the codec.
 
     quantize="int8" stores every 2-D weight as int8 + per-row scales (trainer.quantize). With `images`
@@ -128,6 +138,8 @@ def export_bundle(checkpoint: Path, out: Path, precision: int = 16, quantize: st
     if not (checkpoint / "model.safetensors").is_file() or (kind == "lm" and not (checkpoint / "pixel_vocab.json").is_file()):
         raise BundleError(f"{checkpoint} is not a trained pixlm checkpoint (train.py, distill.py and "
                           "train_context.py write one to OUTPUT_DIR/final)")
+    if adaptation is not None and (kind != "context" or quantize != "none"):
+        raise BundleError("online adaptation is for float32 context bundles (it trains the weights while coding)")
     if kind == "context" and images is not None:
         raise BundleError("--images measures LM bundles only; a context model's card takes its val_bpsp from metrics.json")
     if out.exists() and any(out.iterdir()):
@@ -156,9 +168,11 @@ def export_bundle(checkpoint: Path, out: Path, precision: int = 16, quantize: st
         codec = {"format_version": INT8_FORMAT_VERSION, "precision": precision, "quantization": "int8"}
         if image_paths:
             measured = {**validation_bpsp(load_int8(out), image_paths, val_patches), "fp32_bpsp": measured["bpsp"]}
+    if adaptation is not None:
+        codec = {"format_version": ADAPTIVE_FORMAT_VERSION, "precision": precision, "adaptation": asdict(adaptation)}
     del model
     (out / CODEC_FILE).write_text(json.dumps(codec, indent=1))
-    (out / "README.md").write_text(_model_card(checkpoint, quantize, precision, parameters, measured, images))
+    (out / "README.md").write_text(_model_card(checkpoint, quantize, precision, parameters, measured, images, adaptation))
     write_manifest(out)
     return open_bundle(out)
 
@@ -197,16 +211,23 @@ def open_bundle(folder: Path) -> Bundle:
         raise BundleError(f"{folder}: manifest bundle_id does not match its file list")
     codec = json.loads((folder / CODEC_FILE).read_text()) if CODEC_FILE in listed else None
     version = codec and codec.get("format_version")
-    if version not in (FORMAT_VERSION, INT8_FORMAT_VERSION):
-        raise BundleError(f"{folder}: bundle format {version} is not {FORMAT_VERSION} or {INT8_FORMAT_VERSION}")
+    if version not in (FORMAT_VERSION, INT8_FORMAT_VERSION, ADAPTIVE_FORMAT_VERSION):
+        raise BundleError(f"{folder}: bundle format {version} is not one of {FORMAT_VERSION}, {INT8_FORMAT_VERSION}, "
+                          f"{ADAPTIVE_FORMAT_VERSION}; a newer pixlm reads it")
     quantization = codec.get("quantization", "none")
     if quantization not in QUANTIZATIONS or (quantization == "int8") != (version == INT8_FORMAT_VERSION):
         raise BundleError(f"{folder}: codec.json quantization {quantization!r} does not fit format {version}")
-    return Bundle(folder, claimed, int(codec["precision"]), quantization, model_kind(folder))
+    adaptation = None
+    if version == ADAPTIVE_FORMAT_VERSION:
+        try:
+            adaptation = Adaptation(**codec["adaptation"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise BundleError(f"{folder}: codec.json adaptation is invalid ({err})") from None
+    return Bundle(folder, claimed, int(codec["precision"]), quantization, model_kind(folder), adaptation)
 
 
 # The bundle the project ships (git-tracked): what `pixlm encode` uses when no --bundle is given.
-DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "checkpoints" / "pixlm-context-v1"
+DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "checkpoints" / "pixlm-context-v2"
 
 
 def default_bundle() -> Bundle:

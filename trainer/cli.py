@@ -14,6 +14,19 @@ from .vocab import VocabError
 USER_ERRORS = (RecipeError, ModelLoadError, DataError, ImageModeError, VocabError, FileNotFoundError)
 
 
+def _codec_errors():
+    from .bundle import BundleError
+    from .codec import CodecError
+    from .container import FormatError
+    from .entropy import StreamError
+    from .jobs import JobError
+
+    return (BundleError, CodecError, FormatError, StreamError, JobError, *USER_ERRORS)
+
+
+CODEC_ERRORS = _codec_errors()
+
+
 def split_args(argv: list[str]) -> tuple[str, list[str]]:
     recipes = [a for a in argv if a.startswith("recipe=")]
     if len(recipes) != 1:
@@ -37,30 +50,48 @@ def run_recipe_script(main, argv: list[str], schema: type = TrainConfig) -> int:
     return 0
 
 
-def _encode_paths(source: Path, out: Path) -> list[tuple[Path, Path]]:
-    """(image, stream) pairs: one file, or every image in a folder into a folder of .pxl files."""
-    from .pixels import image_files
+def _positive(text: str) -> int:
+    import argparse
 
-    if source.is_dir():
-        images = image_files(source)
-        if not images:
-            raise FileNotFoundError(f"{source} holds no images")
-        out.mkdir(parents=True, exist_ok=True)
-        return [(p, out / p.relative_to(source).with_suffix(".pxl")) for p in images]
-    if not source.is_file():
-        raise FileNotFoundError(f"{source}: no such file")
-    return [(source, out)]
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _code_all(args, pairs, open_for) -> int:
+    """Run every (input, output) job; with --keep-going, past failures too. Exit code 2 if any failed."""
+    failed = []
+    for src, dst in pairs:
+        try:
+            codec = open_for(src)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if args.command == "encode":
+                print(codec.encode(src, dst).summary("encode"), flush=True)
+            else:
+                print(codec.decode(src, dst)[1].summary("decode"), flush=True)
+        except CODEC_ERRORS as err:
+            if not args.keep_going:
+                raise
+            print(f"pixlm: error: {src}: {err}", file=sys.stderr)
+            failed.append(src)
+    if failed:
+        print(f"pixlm: {len(failed)} of {len(pairs)} files failed: {', '.join(map(str, failed))}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """The `pixlm` command."""
     import argparse
 
-    from .bundle import BundleError, default_bundle, export_bundle, find_bundle
-    from .codec import CodecError, open_codec, read_header
-    from .container import FormatError
+    from .bundle import default_bundle, export_bundle, find_bundle
+    from .codec import open_codec, read_header
     from .download import DownloadError, download, load_manifest
-    from .entropy import StreamError
+    from .jobs import plan
 
     parser = argparse.ArgumentParser(prog="pixlm", description="Causal LMs as lossless image codecs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -70,10 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("input", type=Path)
         cmd.add_argument("output", type=Path)
         cmd.add_argument("--bundle", type=Path, default=None, help="codec bundle folder (default: "
-                         + ("the shipped checkpoints/pixlm-context-v1)" if name == "encode"
+                         + ("the shipped checkpoints/pixlm-context-v2)" if name == "encode"
                             else "the known bundle whose id the file names)"))
-        cmd.add_argument("--threads", type=int, default=None, help="torch CPU threads (the output does not depend on it)")
-        cmd.add_argument("--batch-size", type=int, default=256, help="patches per model call (the output does not depend on it)")
+        cmd.add_argument("--threads", type=_positive, default=None, help="torch CPU threads of LM bundles (the output "
+                         "does not depend on it; context bundles always compute on one thread)")
+        cmd.add_argument("--batch-size", type=_positive, default=256, help="patches per model call (the output does not depend on it)")
+        cmd.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+        cmd.add_argument("--keep-going", action="store_true", help="in a folder, go on past a failed file (exit code 2 at the end)")
         cmd.add_argument("--quiet", action="store_true", help="no progress bars")
     export = commands.add_parser("export", help="turn a trained checkpoint (train.py's final/) into a codec bundle")
     export.add_argument("checkpoint", type=Path)
@@ -85,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure the model card's validation bpsp on patches of these images "
                              "(default: the checkpoint's metrics.json)")
     export.add_argument("--val-patches", type=int, default=16, help="random patches per image for --images")
+    export.add_argument("--adapt-block", type=int, default=None,
+                        help="context bundles: online adaptation, Adam steps after every N coded pixels "
+                             "(default 1024; 0 turns it off; LM bundles: off)")
+    export.add_argument("--adapt-lr", type=float, default=1e-4, help="learning rate of the online adaptation")
+    export.add_argument("--adapt-steps", type=int, default=1, help="Adam steps per block of the online adaptation")
     fetch = commands.add_parser("download", help="download an image set listed in a manifest, checksum-verified")
     fetch.add_argument("manifest", help="name in data/manifests (e.g. kodak) or a manifest .json path")
     fetch.add_argument("--dest", type=Path, required=True, help="folder to write the images to")
@@ -104,22 +143,33 @@ def main(argv: list[str] | None = None) -> int:
             paths = download(manifest, args.dest, progress=lambda p: print(f"verified {p}", file=sys.stderr))
             print(f"{len(paths)} files in {args.dest}, all sha256-verified")
         elif args.command == "export":
+            from .bundle import model_kind
+            from .config import Adaptation
+
+            block = args.adapt_block
+            if block is None:
+                block = 1024 if model_kind(args.checkpoint) == "context" and args.quantize == "none" else 0
+            adaptation = Adaptation(block, args.adapt_lr, args.adapt_steps) if block else None
             bundle = export_bundle(args.checkpoint, args.output, args.precision, quantize=args.quantize,
-                                   images=args.images, val_patches=args.val_patches)
+                                   images=args.images, val_patches=args.val_patches, adaptation=adaptation)
             print(f"bundle {bundle.path} (id {bundle.bundle_id[:16]}, precision {bundle.precision} bits, "
                   f"weights {'int8' if bundle.quantization == 'int8' else 'float32'})")
-        elif args.command == "encode":
-            pairs = _encode_paths(args.input, args.output)
-            codec = open_codec(args.bundle or default_bundle(), batch_size=args.batch_size, threads=args.threads, progress=not args.quiet)
-            for image, stream in pairs:
-                print(codec.encode(image, stream).summary("encode"), flush=True)
         else:
-            header = read_header(args.input)  # a bad file is refused before any model loads
-            bundle = args.bundle or find_bundle(header.bundle_id)
-            codec = open_codec(bundle, batch_size=args.batch_size, threads=args.threads, progress=not args.quiet)
-            _, report = codec.decode(args.input, args.output)
-            print(report.summary("decode"))
-    except (DownloadError, BundleError, FormatError, CodecError, StreamError, *USER_ERRORS) as err:
+            pairs = plan(args.command, args.input, args.output, args.force)  # every output checked before any work
+            codecs = {}
+
+            def open_for(path):
+                if args.command == "encode":
+                    bundle = args.bundle or default_bundle()
+                else:  # a bad file is refused before any model loads
+                    bundle = args.bundle or find_bundle(read_header(path).bundle_id)
+                key = str(bundle.path if hasattr(bundle, "path") else bundle)
+                if key not in codecs:
+                    codecs[key] = open_codec(bundle, batch_size=args.batch_size, threads=args.threads, progress=not args.quiet)
+                return codecs[key]
+
+            return _code_all(args, pairs, open_for)
+    except (DownloadError, *CODEC_ERRORS) as err:
         print(f"pixlm: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -119,6 +119,24 @@ class DistillConfig(TrainConfig):
     kd_ratio: float = 0.5
 
 
+@dataclass(frozen=True)
+class Adaptation:
+    """Online per-image adaptation of a context bundle (trainer.adapt), stored in its codec.json."""
+    block: int = 1024  # coded pixels between two adaptation steps
+    lr: float = 1e-4  # Adam learning rate
+    steps: int = 1  # optimizer steps per block
+
+    def __post_init__(self):
+        if self.block < 1 or self.steps < 1 or not 0 < self.lr < 1:
+            raise RecipeError(f"adaptation block={self.block} lr={self.lr} steps={self.steps}: "
+                             "block and steps must be >= 1, lr in (0, 1)")
+
+    @property
+    def tag(self) -> str:
+        """Part of the numeric mode: a stream records how its weights moved."""
+        return f"adam-b{self.block}-lr{self.lr:g}-s{self.steps}"
+
+
 def available_recipes(directory: Path = RECIPES_DIR) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.yaml"))
 
@@ -158,6 +176,7 @@ def load_recipe(name: str, overrides: list[str] = (), schema: type | None = None
         cfg = OmegaConf.to_object(merged)
         if getattr(cfg, "mixed_precision", None) in ("False", "false"):
             cfg.mixed_precision = "no"  # YAML reads a bare `no` as false
+        check_values(cfg)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or ""
         reason = str(err).splitlines()[0]
@@ -168,6 +187,35 @@ def load_recipe(name: str, overrides: list[str] = (), schema: type | None = None
             f"recipe '{path.stem}': bad key or value '{key}': {reason}\n"
             f"valid keys: {', '.join(valid_keys(schema or TrainConfig))}") from None
     return cfg
+
+
+# Recipe values that must be positive (>= 1 for counts, > 0 for rates) or non-negative; checked at
+# load so a bad value fails before any data is read, not at step 50.
+_POSITIVE = {"max_steps", "lr", "log_every", "eval_every", "save_every", "keep_checkpoints", "batch_size",
+             "grad_accum", "batch_crops", "crop_size", "val_crops_per_image", "val_crop_size", "patches_per_image",
+             "val_patches_per_image", "val_images", "patch_height", "patch_width", "channels", "hidden", "layers",
+             "head_hidden", "mixtures", "temperature", "r", "alpha"}
+_NON_NEGATIVE = {"warmup_steps", "weight_decay", "max_grad_norm", "seed", "num_workers", "threads", "max_images",
+                 "slice_minutes", "context_rows", "context_margin", "rows_above", "cols_side", "cols_left"}
+_UNIT = {"min_lr_ratio", "kd_ratio", "dropout"}  # 0..1
+
+
+def check_values(cfg, prefix: str = "") -> None:
+    """RecipeError naming the first value outside its range (see _POSITIVE, _NON_NEGATIVE, _UNIT)."""
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            check_values(value, key + ".")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        elif f.name in _POSITIVE and not value > 0:
+            raise RecipeError(f"{key}={value}: must be positive")
+        elif f.name in _NON_NEGATIVE and value < 0:
+            raise RecipeError(f"{key}={value}: must be 0 or more")
+        elif f.name in _UNIT and not 0 <= value <= 1:
+            raise RecipeError(f"{key}={value}: must be between 0 and 1")
+    if getattr(cfg, "mixed_precision", "no") not in ("no", "bf16", "fp16"):
+        raise RecipeError(f"mixed_precision={cfg.mixed_precision}: must be no, bf16 or fp16")
 
 
 def to_yaml(cfg) -> str:

@@ -20,6 +20,7 @@ Parsing checks magic, version, header CRC, field ranges, mode/channels agreement
 and payload CRC before any model runs; the pixel CRC is checked after decoding.
 """
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -27,7 +28,9 @@ from dataclasses import dataclass
 from .pixels import CHANNELS
 
 MAGIC = b"PXLM"
-VERSION = 1
+VERSION = 2  # 2: context streams may name an adapting numeric mode (layout unchanged from 1)
+READABLE = (1, 2)
+MAX_SUBPIXELS = 1 << 32  # a bound checked before anything is allocated (4 GiB of pixels)
 MAX_SIDE = 1 << 20
 _FIXED = struct.Struct("<IIBHHBIQI")  # width, height, channels, patch h, patch w, precision, pixel crc, payload len, payload crc
 
@@ -72,8 +75,9 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
         raise FormatError("not a pixlm file (bad magic)")
     if len(data) < 21:
         raise FormatError("truncated header")
-    if data[4] != VERSION:
-        raise FormatError(f"format version {data[4]} is not supported (this pixlm reads version {VERSION})")
+    if data[4] not in READABLE:
+        raise FormatError(f"format version {data[4]} is not supported (this pixlm reads versions "
+                          f"{', '.join(map(str, READABLE))}; a newer pixlm decodes it)")
     pos = 21
     try:
         texts = []
@@ -97,6 +101,13 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE and 0 < ph and 0 < pw and 8 <= precision <= 24
             and CHANNELS.get(header.mode) == channels):
         raise FormatError("invalid header fields")
+    # Every coded symbol costs at least -log2(1 - 255 / 2**precision) bits (each of the 256 values keeps a
+    # frequency >= 1), so the payload bounds how many subpixels a stream can hold: a header claiming
+    # more is refused before any image buffer is allocated.
+    subpixels = width * height * channels
+    min_bits = -math.log2(1 - 255 / (1 << precision))
+    if subpixels > MAX_SUBPIXELS or subpixels * min_bits > 8 * payload_len + 64:
+        raise FormatError(f"invalid header fields ({width}x{height}x{channels} cannot be held in {payload_len} payload bytes)")
     payload = data[pos + 4:]
     if len(payload) < payload_len:
         raise FormatError(f"truncated payload ({len(payload)} of {payload_len} bytes)")

@@ -14,6 +14,10 @@ trunk differ between 1 and 2 threads). So both sides compute on exactly one thre
 torch's setting; parallelism comes from coding several images at once (separate processes).
 Other CPU kinds or builds may compute other floats: the pixel CRC turns that into an error,
 never a wrong image.
+
+Bundles with an `adaptation` in codec.json keep training the model on the image as it is coded
+(trainer.adapt): after every block of coded pixels, Adam steps on them, repeated by the decoder.
+Their numeric mode names the adaptation, so a stream records how its weights moved.
 """
 
 import time
@@ -23,7 +27,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .codec import LN2, CodecError, Report, StreamCodec
+from .adapt import OnlineAdapter
+from .codec import CodecError, Report, StreamCodec
 from .context_model import scale, wavefronts
 from .entropy import Decoder, Encoder, quantize
 from .pixels import CHANNELS, load_image
@@ -43,13 +48,14 @@ def one_thread():
 
 
 class ContextCodec(StreamCodec):
-    numeric_mode = NUMERIC_MODE
     layout = (1, 1)  # no patches
 
     def __init__(self, bundle, batch_size: int | None = None, threads: int | None = None, progress: bool = True):
         """`batch_size` and `threads` (the LM codec's options) are accepted and ignored: a wavefront is
         the batch, and the numeric mode above fixes one thread."""
         super().__init__(bundle, progress)
+        adaptation = self.bundle.adaptation
+        self.numeric_mode = NUMERIC_MODE + (f"-{adaptation.tag}" if adaptation else "")
 
     @torch.no_grad()
     def _wavefronts(self, height: int, width: int, source, desc: str) -> np.ndarray:
@@ -63,8 +69,10 @@ class ContextCodec(StreamCodec):
         return image
 
     def _run(self, fronts, canvas, image, source, desc: str) -> None:
-        model, cfg = self.model, self.model.config
+        cfg = self.model.config
         top, left = cfg.rows_above, cfg.cols_side + cfg.cols_left
+        adapter = OnlineAdapter(self.model, self.bundle.adaptation) if self.bundle.adaptation else None
+        model = adapter.model if adapter else self.model
         for ys, xs in tqdm(fronts, desc=desc, unit="front", disable=not self.progress, mininterval=0.5):
             ys_t, xs_t = torch.from_numpy(ys), torch.from_numpy(xs)
             features = self._timed("model", lambda: model.features(model.context(canvas, ys_t, xs_t)))
@@ -77,6 +85,8 @@ class ContextCodec(StreamCodec):
                 scaled = scale(torch.from_numpy(values))
                 canvas[ys_t + top, xs_t + left, c] = scaled
                 previous = torch.cat([previous, scaled[:, None]], 1)
+            if adapter:
+                self._timed("adapt", adapter.coded, ys, xs, canvas, image)
 
     def _check_channels(self, channels: int) -> None:
         if channels != self.model.config.channels:
@@ -93,23 +103,25 @@ class ContextCodec(StreamCodec):
         height, width, channels = truth.shape
         self._check_channels(channels)
         encoder = Encoder(self.bundle.precision)
-        nats = 0.0
+        ideal = 0.0
         bits = np.zeros(truth.shape, dtype=np.float32) if bits_map else None
 
         def source_fn(c, ys, xs, freqs, log_probs):
-            nonlocal nats
+            nonlocal ideal
             values = truth[ys, xs, c]
             self._timed("coder", encoder.encode, values, freqs)
-            nats -= log_probs.gather(1, torch.from_numpy(values.astype(np.int64))[:, None]).sum().item()
+            # The ideal code length of the integer tables actually coded: what the file can approach.
+            lengths = self.bundle.precision - np.log2(freqs[np.arange(len(values)), values])
+            ideal += float(lengths.sum())
             if bits is not None:
-                bits[ys, xs, c] = self.bundle.precision - np.log2(freqs[np.arange(len(values)), values])
+                bits[ys, xs, c] = lengths
             return values
 
         self._wavefronts(height, width, source_fn, "encode")
         size = self._write(truth, encoder.finish(), out_path)
         seconds = time.perf_counter() - start
         return Report(str(out_path), width, height, channels, size, seconds,
-                      model_bpsp=nats / LN2 / truth.size, timing=self._breakdown(seconds), bits=bits)
+                      model_bpsp=ideal / truth.size, timing=self._breakdown(seconds), bits=bits)
 
     def decode(self, in_path, out_path=None) -> tuple[np.ndarray, Report]:
         """Decode a .pxl file (checked end to end); writes a PNG if out_path is given."""

@@ -40,6 +40,10 @@ class ContextConfig:
     layers: int = 3
     head_hidden: int = 96
     mixtures: int = 6
+    # Classical predictions (MED of LOCO-I/JPEG-LS, GAP of CALIC) as extra trunk inputs: non-linear
+    # switches on edge direction that an MLP learns only slowly. Needs rows_above >= 2,
+    # cols_side >= 1, cols_left >= 2.
+    classical: bool = False
 
     @property
     def offsets(self) -> list[tuple[int, int]]:
@@ -74,7 +78,9 @@ class ContextModel(nn.Module):
         self.register_buffer("grad_a", torch.tensor([a for a, _ in pairs], dtype=torch.long), persistent=False)
         self.register_buffer("grad_b", torch.tensor([b for _, b in pairs], dtype=torch.long), persistent=False)
         self.anchor = index.get((0, -1), index.get((-1, 0), 0))
-        dims = [len(config.offsets) * c + len(pairs) * c + c] + [config.hidden] * config.layers
+        self.classical = _classical_indices(config.offsets) if config.classical else None
+        extra = 2 * c if config.classical else 0
+        dims = [len(config.offsets) * c + len(pairs) * c + c + extra] + [config.hidden] * config.layers
         self.trunk = nn.Sequential(*[m for a, b in zip(dims, dims[1:]) for m in (nn.Linear(a, b), nn.GELU())])
         # Head for channel i sees the trunk features and channels 0..i-1 of the same pixel.
         self.heads = nn.ModuleList(
@@ -112,11 +118,15 @@ class ContextModel(nn.Module):
         canvas[cfg.rows_above:, cfg.cols_side + cfg.cols_left:cfg.cols_side + cfg.cols_left + w] = scale(image)
         return canvas
 
-    def context(self, canvas: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-        """(N, len(offsets) * C) scaled context of pixels (ys, xs) read from a padded canvas."""
+    def context(self, canvas: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor,
+                images: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, len(offsets) * C) scaled context of pixels (ys, xs) read from a padded canvas, or
+        from a stack of padded canvases (B, H, W, C) at image indices `images` (training)."""
         cfg = self.config
         rows = ys[:, None] + cfg.rows_above + self.offsets[:, 0]
         cols = xs[:, None] + cfg.cols_side + cfg.cols_left + self.offsets[:, 1]
+        if images is not None:
+            return canvas[images[:, None], rows, cols].flatten(1)
         return canvas[rows, cols].flatten(1)
 
     # -- distributions ------------------------------------------------------------------------
@@ -128,8 +138,10 @@ class ContextModel(nn.Module):
         pixels = context.unflatten(1, (len(self.config.offsets), self.config.channels))
         anchor = pixels[:, self.anchor]
         gradients = (pixels[:, self.grad_a] - pixels[:, self.grad_b]).abs()
-        inputs = torch.cat([(pixels - anchor[:, None]).flatten(1), 4 * gradients.flatten(1), anchor], 1)
-        return self.trunk(inputs), context
+        parts = [(pixels - anchor[:, None]).flatten(1), 4 * gradients.flatten(1), anchor]
+        if self.classical is not None:
+            parts += [prediction - anchor for prediction in _med_gap(pixels, self.classical)]
+        return self.trunk(torch.cat(parts, 1)), context
 
     def mixture(self, features: tuple, channel: int, previous: torch.Tensor) -> tuple:
         """(logit weights, means, log scales), each (N, K), of channel `channel`'s mixture;
@@ -199,6 +211,30 @@ def gradient_pairs(offsets) -> list[tuple[int, int]]:
             if (dy + ey, dx + ex) in index]
 
 
+def _classical_indices(offsets) -> dict[str, int]:
+    index = {offset: j for j, offset in enumerate(offsets)}
+    names = {"w": (0, -1), "ww": (0, -2), "n": (-1, 0), "nn": (-2, 0), "nw": (-1, -1), "ne": (-1, 1), "nne": (-2, 1)}
+    missing = [name for name, offset in names.items() if offset not in index]
+    if missing:
+        raise ValueError(f"classical=true needs rows_above >= 2, cols_side >= 1, cols_left >= 2 (missing {missing})")
+    return {name: index[offset] for name, offset in names.items()}
+
+
+def _med_gap(pixels: torch.Tensor, at: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """MED (LOCO-I) and GAP (CALIC) predictions, (N, C) each, from (N, len(offsets), C) scaled pixels."""
+    w, ww, n, nn, nw, ne, nne = (pixels[:, at[k]] for k in ("w", "ww", "n", "nn", "nw", "ne", "nne"))
+    lo, hi = torch.minimum(w, n), torch.maximum(w, n)
+    med = torch.where(nw >= hi, lo, torch.where(nw <= lo, hi, w + n - nw))
+    dh = (w - ww).abs() + (n - nw).abs() + (n - ne).abs()
+    dv = (w - nw).abs() + (n - nn).abs() + (ne - nne).abs()
+    d = (dv - dh) / STEP  # in pixel values, CALIC's thresholds
+    gap = (w + n) / 2 + (ne - nw) / 4
+    gap = torch.where(d > 32, (gap + w) / 2, torch.where(d > 8, (3 * gap + w) / 4, gap))
+    gap = torch.where(d < -32, (gap + n) / 2, torch.where(d < -8, (3 * gap + n) / 4, gap))
+    gap = torch.where(d > 80, w, torch.where(d < -80, n, gap))
+    return med, gap
+
+
 def scale(values: torch.Tensor) -> torch.Tensor:
     """0..255 -> -1..1."""
     return values.float() * STEP - 1.0
@@ -228,22 +264,33 @@ def pixel_grid(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     return ys.flatten(), xs.flatten()
 
 
-def random_windows(images: list[np.ndarray], model: ContextModel, count: int, size: int,
-                   rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training batch: contexts and targets of every pixel of `count` random size x size crops,
-    gathered exactly as the codec gathers them (crops see a zero border like an image edge
-    only where they touch one)."""
-    cfg = model.config
-    top, left, right = cfg.rows_above, cfg.cols_side + cfg.cols_left, cfg.cols_side
-    contexts, targets = [], []
-    ys, xs = pixel_grid(size, size)
-    for _ in range(count):
-        image = images[rng.integers(len(images))]
-        h, w, _ = image.shape
-        y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-        canvas = model.pad(torch.from_numpy(np.ascontiguousarray(image[max(0, y - top):y + size, max(0, x - left):x + size + right])))
-        # The padded canvas puts the crop origin at (top, left) only if the crop started at 0.
-        oy, ox = min(y, top), min(x, left)
-        contexts.append(model.context(canvas, ys + oy, xs + ox))
-        targets.append(torch.from_numpy(image[y:y + size, x:x + size].reshape(-1, image.shape[2])))
-    return torch.cat(contexts), torch.cat(targets)
+class ImageStack:
+    """Every training image padded once, the codec's way, into one (B, H, W, C) canvas stack on
+    the training device (smaller images sit top-left; their sizes bound the crops). A batch is
+    then one gather on the device: no per-crop CPU work, no copies per step."""
+
+    def __init__(self, images: list[np.ndarray], model: ContextModel, device="cpu"):
+        cfg = model.config
+        self.sizes = torch.tensor([im.shape[:2] for im in images])
+        h, w = (int(v) for v in self.sizes.max(0).values)
+        self.canvas = torch.zeros(len(images), h + cfg.rows_above, w + 2 * cfg.cols_side + cfg.cols_left,
+                                  cfg.channels, device=device)
+        self.values = torch.zeros(len(images), h, w, cfg.channels, dtype=torch.uint8, device=device)
+        for i, image in enumerate(images):
+            padded = model.pad(torch.from_numpy(image))
+            self.canvas[i, :padded.shape[0], :padded.shape[1]] = padded.to(device)
+            self.values[i, :image.shape[0], :image.shape[1]] = torch.from_numpy(image).to(device)
+
+    def crops(self, model: ContextModel, count: int, size: int, rng: np.random.Generator):
+        """Contexts and targets of every pixel of `count` random size x size crops; a crop's
+        context reaches outside it into its image, exactly as in the codec."""
+        device = self.canvas.device
+        images = rng.integers(len(self.sizes), size=count)
+        limits = self.sizes[images] - size + 1
+        ys0 = (rng.random(count) * limits[:, 0].numpy()).astype(np.int64)
+        xs0 = (rng.random(count) * limits[:, 1].numpy()).astype(np.int64)
+        dy, dx = pixel_grid(size, size)
+        ys = (torch.from_numpy(ys0)[:, None] + dy).flatten().to(device)
+        xs = (torch.from_numpy(xs0)[:, None] + dx).flatten().to(device)
+        which = torch.from_numpy(images).repeat_interleave(size * size).to(device)
+        return model.context(self.canvas, ys, xs, which), self.values[which, ys, xs]

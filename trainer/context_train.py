@@ -1,8 +1,11 @@
 """Training of the causal-context student (trainer.context_model), driven by Accelerate.
 
-Data: whole images held in memory (uint8); each step draws `batch_crops` random crops of
-`crop_size`^2 pixels and trains on every pixel of them, with the contexts gathered exactly as
-the codec gathers them. The crops of step s come from an RNG seeded by (seed, s, rank), so a
+Data: whole images padded once into a stack on the training device (context_model.ImageStack);
+each step draws `batch_crops` random crops of `crop_size`^2 pixels and trains on every pixel of
+them, with the contexts gathered on the device exactly as the codec gathers them. The same recipe
+fits 2 CPU cores (all threads), one GPU (bf16, large batches) or several under Accelerate;
+`slice_minutes` ends a run cleanly after that much wall time (state saved; rerun with
+resume=true), so long runs go in slices. The crops of step s come from an RNG seeded by (seed, s, rank), so a
 resumed run sees the same batches as an uninterrupted one without storing a data position.
 Validation: fixed crops of whole held-out images (split by image, never by crop), bits summed
 then divided once. Kodak is never a default here: it is the benchmark.
@@ -21,7 +24,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from .config import DataConfig, RunConfig, flat_dict, to_yaml
-from .context_model import ContextConfig, ContextModel, pixel_grid, random_windows
+from .context_model import ContextConfig, ContextModel, ImageStack, pixel_grid
 from .data import DataError, resolve_images, split_by_image
 from .loop import STATE_FILE, find_resume, lr_lambda, save_checkpoint
 from .pixels import ImageModeError, load_image
@@ -33,7 +36,8 @@ class ContextTrainConfig(RunConfig):
     crop_size: int = 32  # every pixel of a crop is a training example
     val_crops_per_image: int = 4
     val_crop_size: int = 128
-    threads: int = 0  # 0: torch's default
+    threads: int = 0  # 0: torch's default (every core)
+    slice_minutes: float = 0.0  # > 0: save the state and stop after this much wall time (resume=true goes on)
     model: ContextConfig = field(default_factory=ContextConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
@@ -64,7 +68,8 @@ def val_windows(images: list[np.ndarray], model: ContextModel, per_image: int, s
 @torch.no_grad()
 def evaluate(model: ContextModel, contexts, targets, chunk: int = 65536) -> float:
     model.eval()
-    bits = sum(model(contexts[i:i + chunk], targets[i:i + chunk]).double().sum().item()
+    device = next(model.parameters()).device
+    bits = sum(model(contexts[i:i + chunk].to(device), targets[i:i + chunk].to(device)).double().sum().item()
                for i in range(0, len(targets), chunk))
     model.train()
     return bits / targets.numel()
@@ -92,6 +97,8 @@ def train_context(cfg: ContextTrainConfig) -> dict:
     small = min(min(im.shape[:2]) for im in train_images)
     if small < cfg.crop_size:
         raise DataError(f"crop_size={cfg.crop_size} is larger than a training image ({small} px)")
+    stack = ImageStack(train_images, model, accelerator.device)
+    del train_images
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_lambda, cfg=cfg))
     parameters = sum(p.numel() for p in model.parameters())
@@ -100,7 +107,7 @@ def train_context(cfg: ContextTrainConfig) -> dict:
     raw = accelerator.unwrap_model(model)
 
     step = 0
-    metrics = {"parameters": parameters, "train_images": len(train_images), "val_images": len(val_paths),
+    metrics = {"parameters": parameters, "train_images": len(stack.sizes), "val_images": len(val_paths),
                "val_subpixels": val_targets.numel()}
     checkpoint = find_resume(cfg.resume, out)
     if checkpoint is not None:
@@ -112,18 +119,18 @@ def train_context(cfg: ContextTrainConfig) -> dict:
     else:
         metrics["initial_val_bpsp"] = evaluate(raw, val_contexts, val_targets)
         accelerator.log({"val/bpsp": metrics["initial_val_bpsp"]}, step=0)
+        accelerator.print(f"step 0: val bpsp {metrics['initial_val_bpsp']:.4f}")
 
     def save_state():
         save_checkpoint(accelerator, out, step, cfg.keep_checkpoints, {"initial_val_bpsp": metrics["initial_val_bpsp"]})
 
     bits = count = 0.0
-    start = time.perf_counter()
+    start = began = time.perf_counter()
     bar = tqdm(total=cfg.max_steps, initial=step, desc="train", disable=not accelerator.is_main_process)
     try:
         while step < cfg.max_steps:
             rng = np.random.default_rng([cfg.seed, step, accelerator.process_index])
-            contexts, targets = random_windows(train_images, raw, cfg.batch_crops, cfg.crop_size, rng)
-            contexts, targets = contexts.to(accelerator.device), targets.to(accelerator.device)
+            contexts, targets = stack.crops(raw, cfg.batch_crops, cfg.crop_size, rng)
             with accelerator.autocast():
                 loss_bits = model(contexts, targets)
             loss = loss_bits.mean()
@@ -150,6 +157,13 @@ def train_context(cfg: ContextTrainConfig) -> dict:
                 accelerator.print(f"step {step}: val bpsp {metrics['val_bpsp']:.4f}")
             if step % cfg.save_every == 0 and step < cfg.max_steps:
                 save_state()
+            if cfg.slice_minutes > 0 and time.perf_counter() - began > 60 * cfg.slice_minutes and step < cfg.max_steps:
+                save_state()
+                accelerator.print(f"slice of {cfg.slice_minutes} min done: state saved at step {step} in "
+                                  f"{out / 'checkpoints'}; rerun with resume=true to go on")
+                bar.close()
+                accelerator.end_training()
+                return {**metrics, "steps": step, "finished": False}
     except KeyboardInterrupt:
         save_state()
         accelerator.print(f"interrupted: state saved at step {step}; rerun with resume=true")
@@ -163,5 +177,7 @@ def train_context(cfg: ContextTrainConfig) -> dict:
         raw.save_pretrained(final)
         (final / "recipe.yaml").write_text(to_yaml(cfg))
         (final / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        accelerator.print(f"wrote {final} (model, recipe.yaml, metrics.json); export it with "
+                          f"`pixlm export {final} BUNDLE_DIR`")
     accelerator.end_training()
     return metrics

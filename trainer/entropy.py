@@ -63,6 +63,6 @@ class Decoder:
             return np.zeros(0, dtype=np.uint8)
         try:
             symbols = self._coder.decode(_FAMILY, _probabilities(freqs, self.precision))
-        except (ValueError, RuntimeError) as err:
-            raise StreamError(f"payload cannot be decoded ({err})") from None
+        except Exception as err:  # constriction raises AssertionError, ValueError or RuntimeError on garbage
+            raise StreamError(f"payload cannot be decoded ({type(err).__name__}: {err})") from None
         return np.asarray(symbols).astype(np.uint8)

@@ -165,6 +165,7 @@ def train(cfg: TrainConfig, build_model=default_build, compute_loss=default_loss
         scores = evaluate_fn(model, val_loader, accelerator)
         metrics.update({"initial_" + metric_name(k): v for k, v in scores.items()})
         accelerator.log(scores, step=0)
+        accelerator.print(f"step 0: val bpsp {metrics['initial_val_bpsp']:.4f}")
 
     def batches(seen):
         """Endless batches from position `seen`: same order as an uninterrupted run."""
@@ -248,5 +249,7 @@ def train(cfg: TrainConfig, build_model=default_build, compute_loss=default_loss
         final_model.save_pretrained(final)
         (final / "recipe.yaml").write_text(to_yaml(cfg))
         (final / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        accelerator.print(f"wrote {final} (model, recipe.yaml, metrics.json), training states in "
+                          f"{out / 'checkpoints'}, tensorboard logs in {out / 'tensorboard'}")
     accelerator.wait_for_everyone()
     return metrics

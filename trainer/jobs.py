@@ -1,0 +1,58 @@
+"""Which files `pixlm encode` / `pixlm decode` read and write, decided and checked before any work.
+
+The habits of cjxl, zstd and gzip: an existing output is never replaced without --force; the input
+is never its own output; a folder is mirrored into a folder (subfolders included) and two inputs
+that would share an output name are refused up front; an output folder is created, an output file's
+folder must exist. Every problem found here is reported before a model loads.
+"""
+
+from pathlib import Path
+
+STREAM_SUFFIX = ".pxl"
+IMAGE_OUT_SUFFIX = ".png"  # decoded images are always PNG
+
+
+class JobError(ValueError):
+    """Inputs or outputs that cannot be used as given."""
+
+
+def _is_folder_target(path: Path) -> bool:
+    return path.is_dir() or str(path).endswith(("/", "\\"))
+
+
+def plan(command: str, source: Path, out: Path, force: bool) -> list[tuple[Path, Path]]:
+    """(input, output) pairs of an encode or decode; JobError if any of them cannot be done."""
+    from .pixels import image_files
+
+    suffix = STREAM_SUFFIX if command == "encode" else IMAGE_OUT_SUFFIX
+    if source.is_dir():
+        inputs = image_files(source) if command == "encode" else sorted(p for p in source.rglob(f"*{STREAM_SUFFIX}") if p.is_file())
+        if not inputs:
+            raise JobError(f"{source} holds no {'images' if command == 'encode' else '.pxl files'}")
+        if out.exists() and not out.is_dir():
+            raise JobError(f"{out} is a file; a folder input needs an output folder")
+        pairs = [(p, out / p.relative_to(source).with_suffix(suffix)) for p in inputs]
+    elif source.is_file():
+        if _is_folder_target(out):
+            target = out / source.with_suffix(suffix).name
+        else:
+            target = out
+            if command == "decode" and out.suffix.lower() != IMAGE_OUT_SUFFIX:
+                raise JobError(f"{out}: decode writes PNG; name the output .png")
+            if not out.parent.is_dir():
+                raise JobError(f"{out.parent}: no such folder")
+        pairs = [(source, target)]
+    else:
+        raise JobError(f"{source}: no such file or folder")
+    seen: dict[Path, Path] = {}
+    for src, dst in pairs:
+        if dst.resolve() == src.resolve():
+            raise JobError(f"{src}: the output would replace the input")
+        if dst in seen:
+            raise JobError(f"{seen[dst]} and {src} would both be written to {dst}")
+        seen[dst] = src
+        if dst.is_dir():
+            raise JobError(f"{dst} is a folder")
+        if dst.exists() and not force:
+            raise JobError(f"{dst} exists; use -f/--force to overwrite")
+    return pairs
