@@ -10,7 +10,7 @@ import sys
 
 from trainer.cli import run_recipe_script
 from trainer.config import DistillConfig
-from trainer.distill import distill
+from trainer.train.distill import distill
 
 if __name__ == "__main__":
     sys.exit(run_recipe_script(distill, sys.argv[1:], schema=DistillConfig))

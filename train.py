@@ -8,7 +8,7 @@ latest saved state in output_dir. Plain `python train.py ...` runs on one proces
 import sys
 
 from trainer.cli import run_recipe_script
-from trainer.loop import train
+from trainer.train.loop import train
 
 if __name__ == "__main__":
     sys.exit(run_recipe_script(train, sys.argv[1:]))

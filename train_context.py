@@ -8,7 +8,7 @@ fixed causal window, so its codec decodes a whole anti-diagonal of pixels per mo
 import sys
 
 from trainer.cli import run_recipe_script
-from trainer.context_train import ContextTrainConfig, train_context
+from trainer.train.context import ContextTrainConfig, train_context
 
 if __name__ == "__main__":
     sys.exit(run_recipe_script(train_context, sys.argv[1:], schema=ContextTrainConfig))

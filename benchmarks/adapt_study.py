@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from trainer.adapt import adapted_bpsp  # noqa: E402
+from trainer.codec.adapt import adapted_bpsp  # noqa: E402
 from trainer.config import Adaptation  # noqa: E402
-from trainer.context_model import ContextModel  # noqa: E402
-from trainer.pixels import image_files, load_image  # noqa: E402
+from trainer.models.context import ContextModel  # noqa: E402
+from trainer.tokenize.pixels import image_files, load_image  # noqa: E402
 
 
 def center_crop(image: np.ndarray, crop: tuple[int, int] | None) -> np.ndarray:

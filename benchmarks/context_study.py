@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from trainer.config import DataConfig  # noqa: E402  (the repo root, also without an install)
-from trainer.context_model import STEP, ContextConfig, ContextModel, ImageStack, scale  # noqa: E402
-from trainer.context_train import evaluate, load_images, val_windows  # noqa: E402
-from trainer.data import resolve_images, split_by_image  # noqa: E402
-from trainer.quantize import dequantize_state, quantize_state  # noqa: E402
+from trainer.config import DataConfig  # noqa: E402  (the repo root, also without an install
+from trainer.models.context import STEP, ContextConfig, ContextModel, ImageStack, scale  # noqa: E402
+from trainer.train.context import evaluate, load_images, val_windows  # noqa: E402
+from trainer.train.data import resolve_images, split_by_image  # noqa: E402
+from trainer.models.quantize import dequantize_state, quantize_state  # noqa: E402
 
 
 def split(val_images: int = 4, seed: int = 0):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from trainer.report import format_speed  # noqa: E402  (the repo root, also without an install)
+from trainer.bench.report import format_speed  # noqa: E402  (the repo root, also without an install
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 

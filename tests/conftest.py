@@ -11,13 +11,23 @@ import pytest
 from PIL import Image
 
 from trainer.config import DataConfig
-from trainer.data import resolve_images
+from trainer.train.data import resolve_images
 
 TINY_LLAMA = ["model.base=config", "model.tokenizer=bytes", "model.config.hidden_size=64",
               "model.config.intermediate_size=128", "model.config.num_hidden_layers=2",
               "model.config.num_attention_heads=4", "model.config.num_key_value_heads=4"]
 SMALL_PROMPT = ["prompt.patch_height=8", "prompt.patch_width=8", "prompt.context_rows=1", "prompt.context_margin=4",
                 "prompt.instruction=px"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Tests that change torch's thread count must not leak it into later tests."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +61,7 @@ def tiny_overrides(crop_dir, tmp_path) -> list[str]:
 def teacher_dir(tmp_path_factory, crop_dir) -> Path:
     """A tiny model trained for a few seconds on real photo crops: train.py's final/ folder."""
     from trainer.config import load_recipe
-    from trainer.loop import train
+    from trainer.train.loop import train
 
     root = tmp_path_factory.mktemp("teacher")
     cfg = load_recipe("quickstart", TINY_LLAMA + SMALL_PROMPT + [
@@ -65,6 +75,6 @@ def teacher_dir(tmp_path_factory, crop_dir) -> Path:
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory, teacher_dir) -> Path:
     """That tiny model exported as a codec bundle (fp32, 16-bit probability tables)."""
-    from trainer.bundle import export_bundle
+    from trainer.codec.bundle import export_bundle
 
     return export_bundle(teacher_dir, tmp_path_factory.mktemp("bundle") / "tiny", precision=16).path

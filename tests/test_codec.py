@@ -12,10 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from trainer.bundle import BundleError, open_bundle
-from trainer.codec import MIN_LANES, Codec, CodecError
-from trainer.container import FormatError, pack, unpack
-from trainer.entropy import quantize
+from trainer.codec.bundle import BundleError, open_bundle
+from trainer.codec.patch import MIN_LANES, Codec
+from trainer.codec.stream import CodecError
+from trainer.codec.container import FormatError, pack, unpack
+from trainer.codec.entropy import quantize
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -64,7 +65,6 @@ def test_same_bytes_with_one_or_two_threads_and_any_encoder_batch(bundle_dir, ph
     for threads, batch in ((1, 256), (2, 256), (2, 3), (1, 17)):
         Codec(bundle_dir, batch_size=batch, threads=threads, progress=False).encode(image, tmp_path / "s.pxl")
         streams.append((tmp_path / "s.pxl").read_bytes())
-    torch.set_num_threads(2)
     assert all(s == streams[0] for s in streams)
 
 
@@ -94,7 +94,6 @@ def test_model_rows_do_not_depend_on_batch_from_min_lanes(codec):
     for threads in (1, 2):
         for rows in (torch.arange(MIN_LANES), torch.arange(MIN_LANES + 1), torch.randperm(3 * MIN_LANES)[:20]):
             assert torch.equal(run(rows, threads), full[rows])
-    torch.set_num_threads(2)
 
 
 def test_quantized_frequencies_are_positive_and_exact():
@@ -143,7 +142,7 @@ def test_wrong_bundle_numeric_mode_and_pixel_crc_are_refused(codec, bundle_dir, 
     shutil.copytree(bundle_dir, other)
     os.remove(other / "manifest.json")
     (other / "codec.json").write_text('{"format_version": 1, "precision": 15}')
-    from trainer.bundle import write_manifest
+    from trainer.codec.bundle import write_manifest
     write_manifest(other)
     (tmp_path / "s.pxl").write_bytes(data)
     with pytest.raises(CodecError, match="encoded with bundle"):

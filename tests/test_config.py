@@ -2,8 +2,7 @@ import pytest
 
 from pathlib import Path
 
-from trainer.config import (RECIPES_DIR, DistillConfig, RecipeError, TrainConfig, available_recipes, flat_dict,
-                            load_recipe, valid_keys)
+from trainer.config import RECIPES_DIR, DistillConfig, RecipeError, TrainConfig, available_recipes, flat_dict, load_recipe, valid_keys
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -20,7 +19,7 @@ def recipe_script(name: str) -> str:
 
 @pytest.mark.parametrize("name", available_recipes())
 def test_every_shipped_recipe_loads_with_its_script_schema(name):
-    from trainer.context_train import ContextTrainConfig
+    from trainer.train.context import ContextTrainConfig
 
     schema = {"train.py": TrainConfig, "distill.py": DistillConfig, "train_context.py": ContextTrainConfig}[
         recipe_script(name)]
@@ -82,7 +81,7 @@ def test_valid_keys_and_flat_dict_agree():
                                             ("warmup_steps=-1", "must be 0 or more"),
                                             ("mixed_precision=fp8", "must be no, bf16 or fp16")])
 def test_recipe_values_are_checked_at_load(override, words):
-    from trainer.context_train import ContextTrainConfig
+    from trainer.train.context import ContextTrainConfig
 
     with pytest.raises(RecipeError, match=words.replace("(", r"\(")):
         load_recipe("context_student", [override], schema=ContextTrainConfig)

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from trainer.config import RecipeError, load_recipe
-from trainer.context_model import ContextConfig, ContextModel, pixel_grid, scale, wavefronts
-from trainer.context_train import ContextTrainConfig, train_context
+from trainer.models.context import ContextConfig, ContextModel, pixel_grid, scale, wavefronts
+from trainer.train.context import ContextTrainConfig, train_context
 
 TINY = ["model.hidden=32", "model.layers=2", "model.head_hidden=16", "model.mixtures=3", "batch_crops=4",
         "crop_size=16", "val_crop_size=24", "val_crops_per_image=1", "mixed_precision=no", "log_every=5",
@@ -108,7 +108,7 @@ def test_recipe_errors_are_clear(tmp_path, crop_dir):
 @pytest.fixture(scope="module")
 def context_bundles(tmp_path_factory, crop_dir):
     """A tiny context student trained for a few seconds, exported as fp32 and int8 bundles."""
-    from trainer.bundle import export_bundle
+    from trainer.codec.bundle import export_bundle
 
     root = tmp_path_factory.mktemp("context")
     train_context(tiny_recipe(root, crop_dir, "max_steps=30", "eval_every=30", "save_every=30", "lr=1e-2"))
@@ -123,7 +123,7 @@ def photo_crop(photos, height, width, mode="RGB"):
 @pytest.mark.parametrize("height,width", [(1, 1), (1, 23), (19, 1), (17, 29), (40, 33)])
 @pytest.mark.parametrize("quantize", ["none", "int8"])
 def test_context_bundles_round_trip_bit_exact(context_bundles, photos, tmp_path, height, width, quantize):
-    from trainer.codec import open_codec
+    from trainer.codec.registry import open_codec
 
     image = photo_crop(photos, height, width)
     codec = open_codec(context_bundles[quantize], threads=1, progress=False)
@@ -138,20 +138,20 @@ def test_context_bundles_round_trip_bit_exact(context_bundles, photos, tmp_path,
 
 
 def test_context_stream_is_the_same_with_one_or_two_threads(context_bundles, photos, tmp_path):
-    from trainer.codec import open_codec
+    from trainer.codec.registry import open_codec
 
     image = photo_crop(photos, 24, 40)
     streams = []
     for threads in (1, 2, 1):
         open_codec(context_bundles["none"], threads=threads, progress=False).encode(image, tmp_path / "t.pxl")
         streams.append((tmp_path / "t.pxl").read_bytes())
-    torch.set_num_threads(2)
     assert streams[0] == streams[1] == streams[2]
 
 
 def test_context_codec_refuses_bad_streams_and_other_channel_counts(context_bundles, photos, tmp_path):
-    from trainer.codec import CodecError, open_codec
-    from trainer.container import FormatError
+    from trainer.codec.stream import CodecError
+    from trainer.codec.registry import open_codec
+    from trainer.codec.container import FormatError
 
     codec = open_codec(context_bundles["none"], threads=1, progress=False)
     codec.encode(photo_crop(photos, 12, 12), tmp_path / "ok.pxl")
@@ -171,7 +171,7 @@ def test_context_codec_refuses_bad_streams_and_other_channel_counts(context_bund
 
 
 def test_bench_runs_a_context_bundle_beside_a_baseline(context_bundles, photos, tmp_path):
-    from trainer.bench import run
+    from trainer.bench.run import run
 
     data = tmp_path / "set"
     data.mkdir()
@@ -191,7 +191,7 @@ def test_the_shipped_bundle_is_intact_and_the_cli_default(photos, tmp_path):
     import subprocess
     import sys
 
-    from trainer.bundle import DEFAULT_BUNDLE, open_bundle
+    from trainer.codec.bundle import DEFAULT_BUNDLE, open_bundle
 
     bundle = open_bundle(DEFAULT_BUNDLE)  # every file against its sha256
     assert bundle.kind == "context"
@@ -208,7 +208,7 @@ def test_the_shipped_bundle_is_intact_and_the_cli_default(photos, tmp_path):
 
 def test_training_crops_are_gathered_as_the_codec_gathers_them(photos):
     """ImageStack.crops reads each crop's context from the whole padded image: the codec's context."""
-    from trainer.context_model import ImageStack
+    from trainer.models.context import ImageStack
 
     model = ContextModel(ContextConfig(hidden=8, layers=1, head_hidden=8, mixtures=2, classical=True))
     images = [np.asarray(Image.open(p).convert("RGB"))[:37 + 9 * i, :41 + 5 * i].copy() for i, p in enumerate(photos[:3])]
@@ -228,7 +228,7 @@ def test_training_crops_are_gathered_as_the_codec_gathers_them(photos):
 
 
 def test_classical_inputs_need_their_neighbours_and_follow_med():
-    from trainer.context_model import STEP, _classical_indices, _med_gap
+    from trainer.models.context import STEP, _classical_indices, _med_gap
 
     with pytest.raises(ValueError, match="classical=true needs"):
         ContextModel(ContextConfig(rows_above=1, classical=True))
@@ -243,7 +243,7 @@ def test_classical_inputs_need_their_neighbours_and_follow_med():
 
 
 def adaptive_bundle(root, crop_dir, block=64, lr=3e-3):
-    from trainer.bundle import export_bundle
+    from trainer.codec.bundle import export_bundle
     from trainer.config import Adaptation
 
     out = root / f"adaptive-{block}"
@@ -253,8 +253,8 @@ def adaptive_bundle(root, crop_dir, block=64, lr=3e-3):
 
 
 def test_adaptive_bundle_round_trips_bit_exact_and_adapts(context_bundles, photos, tmp_path, crop_dir):
-    from trainer.adapt import adapted_bpsp
-    from trainer.codec import open_codec
+    from trainer.codec.adapt import adapted_bpsp
+    from trainer.codec.registry import open_codec
 
     root = context_bundles["none"].parent
     image = photo_crop(photos, 30, 41)
@@ -276,7 +276,7 @@ def test_adaptive_bundle_round_trips_bit_exact_and_adapts(context_bundles, photo
 
 
 def test_adaptive_stream_is_the_same_with_one_or_two_threads(context_bundles, photos, tmp_path, crop_dir):
-    from trainer.codec import open_codec
+    from trainer.codec.registry import open_codec
 
     bundle = adaptive_bundle(context_bundles["none"].parent, crop_dir)
     image = photo_crop(photos, 20, 26)
@@ -295,7 +295,7 @@ def test_adaptive_stream_is_the_same_with_one_or_two_threads(context_bundles, ph
 def test_adaptation_settings_are_checked(context_bundles, tmp_path):
     import json as json_
 
-    from trainer.bundle import BundleError, export_bundle, open_bundle, write_manifest
+    from trainer.codec.bundle import BundleError, export_bundle, open_bundle, write_manifest
     from trainer.config import Adaptation
 
     for bad in ((0, 1e-4, 1), (64, 0.0, 1), (64, 1e-4, 0)):
@@ -318,9 +318,10 @@ def test_fuzzed_streams_always_fail_with_one_clear_error_and_write_nothing(conte
     import dataclasses
     import zlib
 
-    from trainer.codec import CodecError, open_codec
-    from trainer.container import FormatError, pack, unpack
-    from trainer.entropy import StreamError
+    from trainer.codec.stream import CodecError
+    from trainer.codec.registry import open_codec
+    from trainer.codec.container import FormatError, pack, unpack
+    from trainer.codec.entropy import StreamError
 
     codec = open_codec(context_bundles["none"], progress=False)
     codec.encode(photo_crop(photos, 12, 14), tmp_path / "ok.pxl")

@@ -3,10 +3,10 @@ import pytest
 from PIL import Image
 
 from trainer.config import DataConfig, PromptConfig
-from trainer.data import DataError, build_datasets, collate, embedded_photos, resolve_images, split_by_image
-from trainer.model import byte_tokenizer
-from trainer.prompt import PromptBuilder
-from trainer.vocab import build_pixel_vocab
+from trainer.train.data import DataError, build_datasets, collate, embedded_photos, resolve_images, split_by_image
+from trainer.models.pixel_lm import byte_tokenizer
+from trainer.tokenize.prompt import PromptBuilder
+from trainer.tokenize.vocab import build_pixel_vocab
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from trainer.config import DistillConfig, RecipeError, TrainConfig, load_recipe
-from trainer.distill import distill, kl_bits
-from trainer.model import PixelLM, count_parameters
+from trainer.train.distill import distill, kl_bits
+from trainer.models.pixel_lm import PixelLM, count_parameters
 
 REPO = Path(__file__).resolve().parent.parent
 STUDENT = ["model.config.hidden_size=32", "model.config.intermediate_size=64", "model.config.num_hidden_layers=1",

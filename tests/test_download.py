@@ -9,7 +9,7 @@ from http.server import HTTPServer, SimpleHTTPRequestHandler
 import pytest
 
 from trainer.cli import main
-from trainer.download import DownloadError, download, load_manifest
+from trainer.train.download import DownloadError, download, load_manifest
 
 
 @pytest.fixture

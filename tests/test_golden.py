@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainer.codec import open_codec
-from trainer.container import VERSION, unpack
+from trainer.codec.registry import open_codec
+from trainer.codec.container import VERSION, unpack
 
 EXPECTED = Path(__file__).parent / "expected"
 CHECKPOINTS = Path(__file__).parent.parent / "checkpoints"

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainer.pixels import (FILL, ImageModeError, Patch, context_values, load_image, patch_grid, patch_values,
-                            put_patch, to_image)
+from trainer.tokenize.pixels import FILL, ImageModeError, Patch, context_values, load_image, patch_grid, patch_values, put_patch, to_image
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (5, 17), (7, 513), (16, 16), (33, 31)])

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from trainer.config import LoraSettings, ModelConfig, PromptConfig
-from trainer.model import build_pixel_lm, byte_tokenizer
-from trainer.pixels import patch_grid, patch_values
-from trainer.prompt import PromptBuilder
-from trainer.vocab import build_pixel_vocab
+from trainer.models.pixel_lm import build_pixel_lm, byte_tokenizer
+from trainer.tokenize.pixels import patch_grid, patch_values
+from trainer.tokenize.prompt import PromptBuilder
+from trainer.tokenize.vocab import build_pixel_vocab
 
 SPEC = PromptConfig(patch_height=4, patch_width=4, context_rows=2, context_margin=2)
 

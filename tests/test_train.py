@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from trainer.config import load_recipe
-from trainer.loop import train
-from trainer.model import PixelLM, byte_tokenizer
+from trainer.train.loop import train
+from trainer.models.pixel_lm import PixelLM, byte_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 

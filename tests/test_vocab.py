@@ -1,13 +1,11 @@
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from trainer.model import byte_tokenizer, resolve_base
-from trainer.vocab import VocabError, build_pixel_vocab, check_bijection, resize_embeddings
+from trainer.models.pixel_lm import byte_tokenizer, resolve_base
+from trainer.tokenize.vocab import VocabError, build_pixel_vocab, check_bijection, resize_embeddings
 
 CORPUS = ["pixel values " + " ".join(str(v) for v in range(256)) + " the cat sat on 1999 mats"] * 40
 

@@ -4,22 +4,22 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import RecipeError, TrainConfig, available_recipes, load_recipe
-from .data import DataError
-from .model import ModelLoadError
-from .pixels import ImageModeError
-from .vocab import VocabError
+from trainer.config import RecipeError, TrainConfig, available_recipes, load_recipe
+from trainer.train.data import DataError
+from trainer.models.pixel_lm import ModelLoadError
+from trainer.tokenize.pixels import ImageModeError
+from trainer.tokenize.vocab import VocabError
 
 # Errors a user can fix from the message alone: one line, no traceback.
 USER_ERRORS = (RecipeError, ModelLoadError, DataError, ImageModeError, VocabError, FileNotFoundError)
 
 
 def _codec_errors():
-    from .bundle import BundleError
-    from .codec import CodecError
-    from .container import FormatError
-    from .entropy import StreamError
-    from .jobs import JobError
+    from trainer.codec.bundle import BundleError
+    from trainer.codec.stream import CodecError
+    from trainer.codec.container import FormatError
+    from trainer.codec.entropy import StreamError
+    from trainer.codec.jobs import JobError
 
     return (BundleError, CodecError, FormatError, StreamError, JobError, *USER_ERRORS)
 
@@ -88,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     """The `pixlm` command."""
     import argparse
 
-    from .bundle import default_bundle, export_bundle, find_bundle
-    from .codec import open_codec, read_header
-    from .download import DownloadError, download, load_manifest
-    from .jobs import plan
+    from trainer.codec.bundle import default_bundle, export_bundle, find_bundle
+    from trainer.codec.registry import open_codec, read_header
+    from trainer.train.download import DownloadError, download, load_manifest
+    from trainer.codec.jobs import plan
 
     parser = argparse.ArgumentParser(prog="pixlm", description="Causal LMs as lossless image codecs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     fetch = commands.add_parser("download", help="download an image set listed in a manifest, checksum-verified")
     fetch.add_argument("manifest", help="name in data/manifests (e.g. kodak) or a manifest .json path")
     fetch.add_argument("--dest", type=Path, required=True, help="folder to write the images to")
-    from . import bench
+    from trainer.bench import run as bench
 
     bench.add_parser(commands)
     args = parser.parse_args(argv)
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             paths = download(manifest, args.dest, progress=lambda p: print(f"verified {p}", file=sys.stderr))
             print(f"{len(paths)} files in {args.dest}, all sha256-verified")
         elif args.command == "export":
-            from .bundle import model_kind
-            from .config import Adaptation
+            from trainer.codec.bundle import model_kind
+            from trainer.config import Adaptation
 
             block = args.adapt_block
             if block is None:

@@ -14,7 +14,9 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+from trainer.paths import resource
+
+RECIPES_DIR = resource("recipes")
 
 
 class RecipeError(ValueError):
@@ -117,6 +119,45 @@ class DistillConfig(TrainConfig):
     teacher_dtype: str = "float32"
     temperature: float = 2.0
     kd_ratio: float = 0.5
+
+
+@dataclass
+class ContextConfig:
+    channels: int = 3
+    rows_above: int = 3
+    cols_side: int = 3
+    cols_left: int = 3
+    hidden: int = 256
+    layers: int = 3
+    head_hidden: int = 96
+    mixtures: int = 6
+    # Classical predictions (MED of LOCO-I/JPEG-LS, GAP of CALIC) as extra trunk inputs: non-linear
+    # switches on edge direction that an MLP learns only slowly. Needs rows_above >= 2,
+    # cols_side >= 1, cols_left >= 2.
+    classical: bool = False
+
+    @property
+    def offsets(self) -> list[tuple[int, int]]:
+        """(dy, dx) of the context pixels; all strictly before (y, x) in raster order."""
+        above = [(dy, dx) for dy in range(-self.rows_above, 0) for dx in range(-self.cols_side, self.cols_side + 1)]
+        return above + [(0, dx) for dx in range(-self.cols_left, 0)]
+
+    @property
+    def lag(self) -> int:
+        """Wavefront slope: pixel (y, x) is in wavefront lag*y + x (needs (y-1, x+cols_side) done)."""
+        return self.cols_side + 1
+
+
+@dataclass
+class ContextTrainConfig(RunConfig):
+    batch_crops: int = 32  # crops per step
+    crop_size: int = 32  # every pixel of a crop is a training example
+    val_crops_per_image: int = 4
+    val_crop_size: int = 128
+    threads: int = 0  # 0: torch's default (every core)
+    slice_minutes: float = 0.0  # > 0: save the state and stop after this much wall time (resume=true goes on)
+    model: ContextConfig = field(default_factory=ContextConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
 
 @dataclass(frozen=True)

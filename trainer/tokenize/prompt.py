@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import PromptConfig
-from .pixels import CHANNEL_NAMES, FILL, SCAN_ORDER, Patch, context_values, patch_values
-from .vocab import PixelVocab, VocabError
+from trainer.config import PromptConfig
+from trainer.tokenize.pixels import CHANNEL_NAMES, FILL, SCAN_ORDER, Patch, context_values, patch_values
+from trainer.tokenize.vocab import PixelVocab, VocabError
 
 FILE_NAME = "prompt.json"
 

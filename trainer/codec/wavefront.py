@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .adapt import OnlineAdapter
-from .codec import CodecError, Report, StreamCodec
-from .context_model import scale, wavefronts
-from .entropy import Decoder, Encoder, quantize
-from .pixels import CHANNELS, load_image
+from trainer.codec.adapt import OnlineAdapter
+from trainer.codec.stream import CodecError, Report, StreamCodec
+from trainer.models.context import scale, wavefronts
+from trainer.codec.entropy import Decoder, Encoder, quantize
+from trainer.tokenize.pixels import MODES, load_image
 
 NUMERIC_MODE = "ctx-fp32-cpu-ftz-1thread"
 
@@ -90,9 +90,8 @@ class ContextCodec(StreamCodec):
 
     def _check_channels(self, channels: int) -> None:
         if channels != self.model.config.channels:
-            names = {v: k for k, v in CHANNELS.items()}
-            raise CodecError(f"this bundle codes {names[self.model.config.channels]} images, not "
-                             f"{names[channels]}; convert the image or use a bundle made for {names[channels]}")
+            raise CodecError(f"this bundle codes {MODES[self.model.config.channels]} images, not "
+                             f"{MODES[channels]}; convert the image or use a bundle made for {MODES[channels]}")
 
     def encode(self, source, out_path, bits_map: bool = False) -> Report:
         """Encode an image (path or PIL image) into a .pxl file; returns what was measured.

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.tokenize.pixels import IMAGE_SUFFIXES
+
 SCHEMA_VERSION = 1
 RESULTS = "results.jsonl"
 DEFAULT_PRICES = {  # USD; docs/BENCH.md says where they come from
@@ -39,7 +41,7 @@ class BenchError(ValueError):
 
 # -- arguments ---------------------------------------------------------------------------------------
 def add_parser(commands) -> None:
-    from .baselines import DEFAULT_BASELINES
+    from trainer.bench.baselines import DEFAULT_BASELINES
 
     cmd = commands.add_parser("bench", help="bpsp and speed of bundles vs PNG/WebP/JPEG-XL/JPEG 2000/JPEG-LS")
     cmd.add_argument("--data", type=Path, action="append", required=True, help="image folder (a set); repeatable")
@@ -132,7 +134,7 @@ class Job:
 
 
 def collect_jobs(data: list[Path], limit: int | None) -> tuple[list[dict], list[Job]]:
-    from .pixels import image_files
+    from trainer.tokenize.pixels import image_files
 
     if limit is not None and limit < 1:
         raise BenchError(f"--limit {limit}: must be >= 1")
@@ -142,18 +144,12 @@ def collect_jobs(data: list[Path], limit: int | None) -> tuple[list[dict], list[
             raise BenchError(f"--data {folder}: no such folder")
         files = image_files(folder)
         if not files:
-            raise BenchError(f"--data {folder}: holds no images ({', '.join(sorted(_suffixes()))})")
+            raise BenchError(f"--data {folder}: holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         files = files[:limit] if limit else files
         name = _unique(re.sub(r"[^A-Za-z0-9_.-]", "_", Path(folder).resolve().name) or "set", taken)
         sets.append({"name": name, "path": str(folder), "images": len(files)})
         jobs += [Job(name, p.relative_to(folder).as_posix(), p, i) for i, p in enumerate(files)]
     return sets, jobs
-
-
-def _suffixes():
-    from .pixels import IMAGE_SUFFIXES
-
-    return IMAGE_SUFFIXES
 
 
 def center_crop(array: np.ndarray, crop: tuple[int, int] | None) -> np.ndarray:
@@ -209,8 +205,8 @@ class PeakMemory:
 
 def load_codec(folder: Path, batch_size: int, threads: int):
     """The codec of a bundle folder (the one place to add other bundle kinds)."""
-    from .bundle import open_bundle
-    from .codec import open_codec
+    from trainer.codec.bundle import open_bundle
+    from trainer.codec.registry import open_codec
 
     return open_codec(open_bundle(folder), batch_size=batch_size, threads=threads, progress=False)
 
@@ -224,7 +220,7 @@ def bench_bundle(entry: dict, array: np.ndarray, stream: Path, threads: int, var
                  memory: PeakMemory, bits_map: bool, hooks: dict) -> tuple[dict, np.ndarray | None]:
     import torch
 
-    from .pixels import to_image
+    from trainer.tokenize.pixels import to_image
 
     rec = {"decodes_tried": 0, "decodes_exact": 0}
     if entry.get("codec") is None:
@@ -359,7 +355,7 @@ def run(data: list[Path], bundles: list[Path], baselines: str | list[str], out: 
     """
     import torch
 
-    from .baselines import get_baselines
+    from trainer.bench.baselines import get_baselines
 
     # Everything a user can get wrong is checked before any work (and before processes meet).
     crop_size = parse_crop(crop)
@@ -394,7 +390,7 @@ def _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resu
     import torch
     from tqdm.auto import tqdm
 
-    from .pixels import load_image
+    from trainer.tokenize.pixels import load_image
 
     torch.set_num_threads(threads)
     if rank == 0 and not resume:
@@ -493,7 +489,7 @@ def _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resu
               "cost": prices}
     report = build_report(config, sets, jobs, codecs, read_results(out), memory.method, argv)
     (out / "report.json").write_text(json.dumps(report, indent=1))
-    from .report import write_markdown, write_plots
+    from trainer.bench.report import write_markdown, write_plots
 
     write_plots(report, out)
     write_markdown(report, out)
@@ -506,7 +502,7 @@ def _machine() -> dict:
 
     import torch
 
-    from .baselines import library_versions
+    from trainer.bench.baselines import library_versions
 
     cpu = platform.processor()
     try:
@@ -580,7 +576,7 @@ def _totals(records: list[dict]) -> dict:
 
 def build_report(config: dict, sets: list[dict], jobs: list[Job], codecs: list[dict], records: list[dict],
                  memory_method: str, argv: list[str] | None = None) -> dict:
-    from .baselines import REFERENCE
+    from trainer.bench.baselines import REFERENCE
 
     wanted = {(j.set, j.image, c["name"], config["crop"]) for j in jobs for c in codecs}
     latest = {}
@@ -631,7 +627,7 @@ def build_report(config: dict, sets: list[dict], jobs: list[Job], codecs: list[d
 
 # -- the command -----------------------------------------------------------------------------------
 def command(args, argv: list[str] | None = None) -> int:
-    from .baselines import BaselineError
+    from trainer.bench.baselines import BaselineError
 
     try:
         run(args.data, args.bundle, args.baselines, args.out, limit=args.limit, crop=args.crop, resume=args.resume,

@@ -17,6 +17,7 @@ from PIL import Image
 SCAN_ORDER = "patch rows top-down; in a patch: rows top-down, pixels left-right, channels interleaved"
 # Modes coded losslessly, with their channel count (the count goes into the stream).
 CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
+MODES = {v: k for k, v in CHANNELS.items()}  # channel count -> mode name
 CHANNEL_NAMES = {1: "gray", 2: "gray, alpha", 3: "red, green, blue", 4: "red, green, blue, alpha"}
 FILL = -1  # marks a context position with no pixel (outside the image)
 
@@ -66,7 +67,7 @@ def load_image(source) -> np.ndarray:
 def to_image(array: np.ndarray) -> Image.Image:
     """Inverse of load_image."""
     channels = array.shape[2]
-    mode = {v: k for k, v in CHANNELS.items()}[channels]
+    mode = MODES[channels]
     return Image.fromarray(array[:, :, 0] if channels == 1 else array, mode=mode)
 
 

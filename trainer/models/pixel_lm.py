@@ -12,7 +12,6 @@ rows. It is trained with the rest (LoRA or full) and saved beside the LM.
 
 import copy
 import importlib.util
-import math
 from pathlib import Path
 
 import torch
@@ -22,12 +21,12 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedTokenizerFast
 from transformers.cache_utils import DynamicLayer
 
-from .config import LoraSettings, ModelConfig, PromptConfig
-from .prompt import PromptBuilder
-from .vocab import PixelVocab, build_pixel_vocab, resize_embeddings
+from trainer.config import LoraSettings, ModelConfig, PromptConfig
+from trainer.tokenize.prompt import PromptBuilder
+from trainer.tokenize.vocab import PixelVocab, build_pixel_vocab, resize_embeddings
+from trainer.units import LN2
 
 HEAD_FILE = "pixel_head.safetensors"
-LN2 = math.log(2)
 
 
 class ModelLoadError(RuntimeError):

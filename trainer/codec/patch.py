@@ -22,129 +22,19 @@ mode, and the CRC32 of the pixels turns any remaining mismatch into an error, ne
 """
 
 import time
-import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .bundle import Bundle, open_bundle
-from .container import FormatError, Header, pack, unpack
-from .entropy import Decoder, Encoder, StreamError, quantize
-from .pixels import CHANNELS, Patch, load_image, patch_grid, patch_values, put_patch, to_image
+from trainer.codec.bundle import Bundle
+from trainer.codec.entropy import Decoder, Encoder, quantize
+from trainer.codec.stream import Report, StreamCodec
+from trainer.units import LN2
+from trainer.tokenize.pixels import Patch, load_image, patch_grid, patch_values, put_patch
 
 MIN_LANES = 16
-LN2 = float(np.log(2))
-
-
-class CodecError(ValueError):
-    """A stream that does not decode with this bundle or this machine."""
-
-
-@dataclass
-class Report:
-    """What a coding run measured. bpsp counts every byte of the file, header included."""
-    path: str
-    width: int
-    height: int
-    channels: int
-    file_bytes: int
-    seconds: float
-    model_bpsp: float | None = None  # cross-entropy of the model's float distribution (encode only)
-    timing: dict = field(default_factory=dict)
-    # encode(..., bits_map=True): (H, W, C) float32, the code length -log2(freq / 2**precision) of each
-    # subpixel under the integer tables actually coded, at its pixel position (header/flush not included)
-    bits: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def subpixels(self) -> int:
-        return self.width * self.height * self.channels
-
-    @property
-    def bpsp(self) -> float:
-        return 8 * self.file_bytes / self.subpixels
-
-    @property
-    def overhead(self) -> float | None:
-        return self.bpsp / self.model_bpsp - 1 if self.model_bpsp else None
-
-    def summary(self, verb: str) -> str:
-        line = f"{self.path}: {self.width}x{self.height}x{self.channels}, {self.file_bytes} bytes, {self.bpsp:.4f} bpsp"
-        if self.model_bpsp is not None:
-            line += f" (model cross-entropy {self.model_bpsp:.4f} bpsp, overhead {100 * self.overhead:.2f}%)"
-        line += f", {verb} {self.seconds:.2f} s, {self.subpixels / self.seconds:,.0f} subpixels/s"
-        if self.timing:  # where the time went: model, quantize (frequency tables), coder, other (Python, I/O)
-            line += " [" + ", ".join(f"{k} {v:.1f} s" for k, v in self.timing.items()) + "]"
-        return line
-
-
-class StreamCodec:
-    """What every bundle's codec shares: the bundle and its model, the container, the checks.
-
-    A subclass sets `numeric_mode` and `layout` (the patch height and width written into streams)
-    and implements encode/decode with the helpers below."""
-
-    numeric_mode: str
-    layout: tuple[int, int]
-
-    def __init__(self, bundle: Bundle | str | Path, progress: bool = True):
-        self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
-        torch.set_flush_denormal(True)  # part of the numeric mode: both sides must agree
-        self.model = self.bundle.load_model()
-        self.progress = progress
-        self.timing = {}
-
-    def _timed(self, key, fn, *args):
-        start = time.perf_counter()
-        out = fn(*args)
-        self.timing[key] = self.timing.get(key, 0.0) + time.perf_counter() - start
-        return out
-
-    def _breakdown(self, seconds: float) -> dict:
-        out = {k: round(v, 3) for k, v in self.timing.items()}
-        out["other"] = round(seconds - sum(self.timing.values()), 3)
-        return out
-
-    def _check_channels(self, channels: int) -> None:
-        """Refuse images of a channel count this codec cannot code (every count, by default, can)."""
-
-    def _write(self, image: np.ndarray, payload: bytes, out_path) -> int:
-        """Write the stream of `image`; its size in bytes."""
-        height, width, channels = image.shape
-        header = Header(bytes.fromhex(self.bundle.bundle_id)[:16], self.numeric_mode,
-                        {v: k for k, v in CHANNELS.items()}[channels], width, height, channels,
-                        *self.layout, self.bundle.precision, zlib.crc32(image.tobytes()))
-        data = pack(header, payload)
-        Path(out_path).write_bytes(data)
-        return len(data)
-
-    def _read(self, in_path) -> tuple[Header, bytes, int]:
-        """(header, payload, file size) of a stream, every check passed before any model runs."""
-        data = Path(in_path).read_bytes()
-        header, payload = unpack(data)
-        self.check_header(header)
-        return header, payload, len(data)
-
-    def check_header(self, header: Header) -> None:
-        if header.bundle_id != bytes.fromhex(self.bundle.bundle_id)[:16]:
-            raise CodecError(f"this file was encoded with bundle {header.bundle_id.hex()}..., not with "
-                             f"{self.bundle.path} ({self.bundle.bundle_id[:32]}...)")
-        if header.numeric_mode != self.numeric_mode:
-            raise CodecError(f"this file was encoded in numeric mode {header.numeric_mode}; this decoder computes "
-                             f"{self.numeric_mode}: decoding would not reproduce its probabilities")
-        if (header.patch_height, header.patch_width, header.precision) != (*self.layout, self.bundle.precision):
-            raise CodecError("patch layout or precision in the file differs from the bundle's")
-        self._check_channels(header.channels)
-
-    def _finish(self, image: np.ndarray, header: Header, out_path) -> None:
-        """Check the decoded pixels against the stream's CRC, then write the PNG (never a wrong image)."""
-        if zlib.crc32(image.tobytes()) != header.pixel_crc:
-            raise CodecError("decoded pixels fail the CRC check: this machine computes different probabilities "
-                             f"than the encoder's (numeric mode {header.numeric_mode}); the output was not written")
-        if out_path is not None:
-            to_image(image).save(out_path, format="PNG")
 
 
 class Codec(StreamCodec):
@@ -273,25 +163,8 @@ class Codec(StreamCodec):
                              timing=self._breakdown(seconds))
 
 
-def open_codec(bundle, **kwargs):
-    """The codec a bundle needs: `Codec` for LM bundles, `ContextCodec` for context students."""
-    bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
-    if bundle.kind == "context":
-        from .context_codec import ContextCodec
-
-        return ContextCodec(bundle, **kwargs)
-    return Codec(bundle, **kwargs)
-
-
 def patch_rows(height: int, width: int, patch_height: int, patch_width: int) -> list[list[Patch]]:
     """The patch grid as rows: the units decoded one after another."""
     grid = patch_grid(height, width, patch_height, patch_width)
     per_row = -(-width // patch_width)
     return [grid[i:i + per_row] for i in range(0, len(grid), per_row)]
-
-
-def read_header(path) -> Header:
-    return unpack(Path(path).read_bytes())[0]
-
-
-__all__ = ["Codec", "CodecError", "open_codec", "FormatError", "StreamError", "Report", "read_header"]

@@ -22,7 +22,7 @@ def _is_folder_target(path: Path) -> bool:
 
 def plan(command: str, source: Path, out: Path, force: bool) -> list[tuple[Path, Path]]:
     """(input, output) pairs of an encode or decode; JobError if any of them cannot be done."""
-    from .pixels import image_files
+    from trainer.tokenize.pixels import image_files
 
     suffix = STREAM_SUFFIX if command == "encode" else IMAGE_OUT_SUFFIX
     if source.is_dir():

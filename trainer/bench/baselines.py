@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from .pixels import CHANNELS
+from trainer.tokenize.pixels import MODES
 
 
 class BaselineError(ValueError):
@@ -38,7 +38,7 @@ def _imagecodecs():
 
 
 def _png_encode(a, threads):
-    mode = {v: k for k, v in CHANNELS.items()}[a.shape[2]]
+    mode = MODES[a.shape[2]]
     buf = io.BytesIO()
     Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a, mode=mode).save(buf, format="PNG", optimize=True)
     return buf.getvalue()

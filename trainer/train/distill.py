@@ -22,11 +22,12 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from .config import DistillConfig, RecipeError
-from .loop import train
-from .model import LN2, ModelLoadError, PixelLM
-from .prompt import PromptBuilder
-from .vocab import PixelVocab
+from trainer.config import DistillConfig, RecipeError
+from trainer.train.loop import train
+from trainer.models.pixel_lm import ModelLoadError, PixelLM
+from trainer.units import LN2
+from trainer.tokenize.prompt import PromptBuilder
+from trainer.tokenize.vocab import PixelVocab
 
 
 def check_recipe(cfg: DistillConfig) -> None:

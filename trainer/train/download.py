@@ -12,7 +12,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-MANIFESTS = Path(__file__).resolve().parent.parent / "data" / "manifests"
+from trainer.paths import resource
+
+MANIFESTS = resource("data/manifests")
 
 
 class DownloadError(RuntimeError):

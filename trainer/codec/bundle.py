@@ -20,8 +20,9 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .config import Adaptation
-from .download import sha256_of
+from trainer.config import Adaptation
+from trainer.paths import resource
+from trainer.train.download import sha256_of
 
 FORMAT_VERSION = 1  # float32 weights
 INT8_FORMAT_VERSION = 2  # adds codec.json "quantization": "int8"
@@ -49,9 +50,9 @@ class Bundle:
     adaptation: "Adaptation | None" = None  # context bundles: online per-image adaptation while coding
 
     def load_model(self):
-        from .context_model import ContextModel
-        from .model import PixelLM
-        from .quantize import is_int8_folder, load_int8
+        from trainer.models.context import ContextModel
+        from trainer.models.pixel_lm import PixelLM
+        from trainer.models.quantize import is_int8_folder, load_int8
 
         if is_int8_folder(self.path) != (self.quantization == "int8"):
             raise BundleError(f"{self.path}: codec.json says quantization {self.quantization!r} but the weights "
@@ -146,7 +147,7 @@ def export_bundle(checkpoint: Path, out: Path, precision: int = 16, quantize: st
         raise BundleError(f"{out} exists and is not empty")
     image_paths = None
     if images is not None:
-        from .pixels import image_files
+        from trainer.tokenize.pixels import image_files
 
         image_paths = image_files(Path(images)) if Path(images).is_dir() else []
         if not image_paths:
@@ -155,9 +156,9 @@ def export_bundle(checkpoint: Path, out: Path, precision: int = 16, quantize: st
     for name in MODEL_FILES:
         if (checkpoint / name).is_file():
             shutil.copy2(checkpoint / name, out / name)
-    from .context_model import ContextModel
-    from .model import PixelLM, count_parameters
-    from .quantize import load_int8, validation_bpsp, write_int8_weights
+    from trainer.models.context import ContextModel
+    from trainer.models.pixel_lm import PixelLM, count_parameters
+    from trainer.models.quantize import load_int8, validation_bpsp, write_int8_weights
 
     model = (ContextModel if kind == "context" else PixelLM).from_pretrained(checkpoint).eval()
     parameters = count_parameters(model)["parameters"]
@@ -179,7 +180,7 @@ def export_bundle(checkpoint: Path, out: Path, precision: int = 16, quantize: st
 
 def model_kind(folder: Path) -> str:
     """"context" for a ContextModel folder (config.json model_type pixlm-context), else "lm"."""
-    from .context_model import MODEL_TYPE
+    from trainer.models.context import MODEL_TYPE
 
     try:
         model_type = json.loads((Path(folder) / "config.json").read_text()).get("model_type")
@@ -227,7 +228,7 @@ def open_bundle(folder: Path) -> Bundle:
 
 
 # The bundle the project ships (git-tracked): what `pixlm encode` uses when no --bundle is given.
-DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "checkpoints" / "pixlm-context-v2"
+DEFAULT_BUNDLE = resource("checkpoints") / "pixlm-context-v2"
 
 
 def default_bundle() -> Bundle:
@@ -240,7 +241,7 @@ def default_bundle() -> Bundle:
 def bundle_search_path() -> list[Path]:
     """Where a decoder looks for a stream's bundle: $PIXLM_BUNDLES (os.pathsep-separated), then checkpoints/."""
     extra = [Path(p) for p in os.environ.get("PIXLM_BUNDLES", "").split(os.pathsep) if p]
-    return extra + [Path(__file__).resolve().parent.parent / "checkpoints"]
+    return extra + [resource("checkpoints")]
 
 
 def find_bundle(bundle_id: bytes) -> Bundle:

@@ -13,7 +13,6 @@ then divided once. Kodak is never a default here: it is the benchmark.
 
 import json
 import time
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -23,23 +22,11 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from .config import DataConfig, RunConfig, flat_dict, to_yaml
-from .context_model import ContextConfig, ContextModel, ImageStack, pixel_grid
-from .data import DataError, resolve_images, split_by_image
-from .loop import STATE_FILE, find_resume, lr_lambda, save_checkpoint
-from .pixels import ImageModeError, load_image
-
-
-@dataclass
-class ContextTrainConfig(RunConfig):
-    batch_crops: int = 32  # crops per step
-    crop_size: int = 32  # every pixel of a crop is a training example
-    val_crops_per_image: int = 4
-    val_crop_size: int = 128
-    threads: int = 0  # 0: torch's default (every core)
-    slice_minutes: float = 0.0  # > 0: save the state and stop after this much wall time (resume=true goes on)
-    model: ContextConfig = field(default_factory=ContextConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+from trainer.config import ContextTrainConfig, flat_dict, to_yaml
+from trainer.models.context import ContextModel, ImageStack, pixel_grid
+from trainer.train.data import DataError, resolve_images, split_by_image
+from trainer.train.checkpointing import STATE_FILE, find_resume, lr_lambda, save_checkpoint
+from trainer.tokenize.pixels import ImageModeError, load_image
 
 
 def load_images(paths: list[Path], channels: int) -> list[np.ndarray]:

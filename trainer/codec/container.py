@@ -25,7 +25,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from .pixels import CHANNELS
+from trainer.tokenize.pixels import CHANNELS
 
 MAGIC = b"PXLM"
 VERSION = 2  # 2: context streams may name an adapting numeric mode (layout unchanged from 1)

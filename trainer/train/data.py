@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import DataConfig
-from .pixels import Patch, image_files, load_image
-from .prompt import PromptBuilder
+from trainer.config import DataConfig
+from trainer.paths import repo_root
+from trainer.tokenize.pixels import Patch, image_files, load_image
+from trainer.tokenize.prompt import PromptBuilder
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parent.parent
 EMBEDDED = ("astronaut", "chelsea", "coffee", "immunohistochemistry", "motorcycle_left", "motorcycle_right")
 DATASET_VERSION = 1  # bump when the meaning of a cached patch file changes
 
@@ -37,7 +37,7 @@ class DataError(ValueError):
 
 def data_root() -> Path:
     """Root of the shared image folders: $PIXLM_DATA, else ../shared/data beside the repo."""
-    return Path(os.environ.get("PIXLM_DATA") or REPO.parent / "shared" / "data")
+    return Path(os.environ.get("PIXLM_DATA") or repo_root().parent / "shared" / "data")
 
 
 def cache_root(cfg: DataConfig) -> Path:

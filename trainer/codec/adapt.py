@@ -17,7 +17,7 @@ import copy
 import numpy as np
 import torch
 
-from .config import Adaptation
+from trainer.config import Adaptation
 
 
 class OnlineAdapter:
@@ -55,7 +55,7 @@ def adapted_bpsp(model, image: np.ndarray, settings: Adaptation | None) -> float
     """Cross-entropy (bits per subpixel) of an image coded with online adaptation, teacher-forced:
     the codec's blocks and steps, but each block predicted in one batch (floats may differ from the
     codec's in the last bits; the sizes agree to ~0.01 %). For studies and validation, not coding."""
-    from .context_model import wavefronts
+    from trainer.models.context import wavefronts
 
     height, width, _ = image.shape
     canvas = model.pad(torch.from_numpy(image))

@@ -17,7 +17,7 @@ Saved as a Hugging Face-style folder: config.json + model.safetensors.
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,35 +26,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from trainer.config import ContextConfig
+from trainer.units import LN2
+
 MODEL_TYPE = "pixlm-context"
-LN2 = math.log(2)
-
-
-@dataclass
-class ContextConfig:
-    channels: int = 3
-    rows_above: int = 3
-    cols_side: int = 3
-    cols_left: int = 3
-    hidden: int = 256
-    layers: int = 3
-    head_hidden: int = 96
-    mixtures: int = 6
-    # Classical predictions (MED of LOCO-I/JPEG-LS, GAP of CALIC) as extra trunk inputs: non-linear
-    # switches on edge direction that an MLP learns only slowly. Needs rows_above >= 2,
-    # cols_side >= 1, cols_left >= 2.
-    classical: bool = False
-
-    @property
-    def offsets(self) -> list[tuple[int, int]]:
-        """(dy, dx) of the context pixels; all strictly before (y, x) in raster order."""
-        above = [(dy, dx) for dy in range(-self.rows_above, 0) for dx in range(-self.cols_side, self.cols_side + 1)]
-        return above + [(0, dx) for dx in range(-self.cols_left, 0)]
-
-    @property
-    def lag(self) -> int:
-        """Wavefront slope: pixel (y, x) is in wavefront lag*y + x (needs (y-1, x+cols_side) done)."""
-        return self.cols_side + 1
 
 
 def wavefronts(height: int, width: int, lag: int):
@@ -193,7 +168,7 @@ class ContextModel(nn.Module):
         if config.pop("model_type", None) != MODEL_TYPE:
             raise ValueError(f"{directory}: not a {MODEL_TYPE} model")
         model = cls(ContextConfig(**config))
-        from .quantize import dequantize_state  # int8 bundles: float32 after this, same code path
+        from trainer.models.quantize import dequantize_state  # int8 bundles: float32 after this, same code path
 
         model.load_state_dict(dequantize_state(load_file(directory / "model.safetensors")))
         return model.eval()

@@ -22,9 +22,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from .model import HEAD_FILE, ModelLoadError, PixelLM
-from .prompt import PromptBuilder
-from .vocab import PixelVocab
+from trainer.models.pixel_lm import HEAD_FILE, ModelLoadError, PixelLM
+from trainer.tokenize.prompt import PromptBuilder
+from trainer.tokenize.vocab import PixelVocab
 
 SCALE_SUFFIX = ".scale"
 INT8_FORMAT = "pixlm-int8-rowwise-symmetric-v1"
@@ -177,8 +177,8 @@ def validation_bpsp(model: PixelLM, images: list[Path], patches_per_image: int =
                     batch_size: int = 16) -> dict:
     """Cross-entropy (bits per subpixel, PixelLM.forward bits / count) on random patches of `images`,
     cut with the model's own prompt: same patches for every model that shares a prompt."""
-    from .data import crop_positions
-    from .pixels import load_image
+    from trainer.train.data import crop_positions
+    from trainer.tokenize.pixels import load_image
 
     device = model.pixel_head.weight.device
     spec = model.prompt.spec
@@ -208,11 +208,3 @@ def validation_bpsp(model: PixelLM, images: list[Path], patches_per_image: int =
 def file_bytes(folder, names=WEIGHT_FILES) -> int:
     return sum((Path(folder) / n).stat().st_size for n in names)
 
-
-def describe_int8_cost(fp32: dict, int8: dict) -> str:
-    delta = int8["bpsp"] - fp32["bpsp"]
-    return f"fp32 {fp32['bpsp']:.4f} bpsp, int8 {int8['bpsp']:.4f} bpsp ({delta:+.4f}, {100 * delta / fp32['bpsp']:+.2f}%)"
-
-
-__all__ = ["QuantizationError", "load_bnb", "quantize_state", "dequantize_state", "write_int8_weights",
-           "load_int8", "is_int8_folder", "validation_bpsp", "file_bytes"]

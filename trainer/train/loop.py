@@ -8,8 +8,6 @@ Accelerate's own iteration counter (which can resume at the wrong step).
 """
 
 import json
-import math
-import shutil
 import time
 from functools import partial
 from pathlib import Path
@@ -21,46 +19,10 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .config import TrainConfig, flat_dict, to_yaml
-from .data import DataError, build_datasets, collate
-from .model import build_pixel_lm, count_parameters
-
-STATE_FILE = "trainer_state.json"
-
-
-def lr_lambda(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to min_lr_ratio of the peak."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def find_resume(resume: str, output_dir: Path) -> Path | None:
-    """The checkpoint folder to resume from, or None for a fresh run."""
-    if resume.lower() in ("", "false", "none", "no"):
-        return None
-    if resume.lower() in ("true", "yes", "latest"):
-        done = sorted(p.parent for p in (output_dir / "checkpoints").glob(f"checkpoint-*/{STATE_FILE}"))
-        return done[-1] if done else None  # nothing saved yet: start fresh
-    path = Path(resume)
-    if not (path / STATE_FILE).is_file():
-        raise FileNotFoundError(f"resume={resume}: not a checkpoint folder (no {STATE_FILE})")
-    return path
-
-
-def save_checkpoint(accelerator, out: Path, step: int, keep: int, state: dict) -> None:
-    """Accelerate state into out/checkpoints/checkpoint-STEP, then its trainer_state.json ({"step": step,
-    **state}) written last, so a half-written state is never resumed; only the newest `keep` stay."""
-    folder = out / "checkpoints" / f"checkpoint-{step:07d}"
-    accelerator.save_state(str(folder))
-    if accelerator.is_main_process:
-        (folder / STATE_FILE).write_text(json.dumps({"step": step, **state}))
-        done = sorted(p.parent for p in (out / "checkpoints").glob(f"checkpoint-*/{STATE_FILE}"))
-        for old in done[:-keep]:
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-
+from trainer.config import TrainConfig, flat_dict, to_yaml
+from trainer.train.data import DataError, build_datasets, collate
+from trainer.models.pixel_lm import build_pixel_lm, count_parameters
+from trainer.train.checkpointing import STATE_FILE, find_resume, lr_lambda, save_checkpoint
 
 def save_only_trainable(accelerator) -> None:
     """Make training states hold only trained tensors: a LoRA state is MBs, not the whole base model.

@@ -1,0 +1,124 @@
+"""What every codec of pixlm shares (CompressAI's habit: one template, entropy coding apart):
+the bundle and its model, the `.pxl` container written and checked, the pixel CRC, timing, and
+the Report of a coding run. `trainer.codec.patch` (LM bundles) and `trainer.codec.wavefront`
+(context bundles) implement the prediction order on top of it.
+"""
+
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainer.codec.bundle import Bundle, open_bundle
+from trainer.codec.container import Header, pack, unpack
+from trainer.tokenize.pixels import MODES, to_image
+
+class CodecError(ValueError):
+    """A stream that does not decode with this bundle or this machine."""
+
+
+@dataclass
+class Report:
+    """What a coding run measured. bpsp counts every byte of the file, header included."""
+    path: str
+    width: int
+    height: int
+    channels: int
+    file_bytes: int
+    seconds: float
+    model_bpsp: float | None = None  # cross-entropy of the model's float distribution (encode only)
+    timing: dict = field(default_factory=dict)
+    # encode(..., bits_map=True): (H, W, C) float32, the code length -log2(freq / 2**precision) of each
+    # subpixel under the integer tables actually coded, at its pixel position (header/flush not included)
+    bits: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def subpixels(self) -> int:
+        return self.width * self.height * self.channels
+
+    @property
+    def bpsp(self) -> float:
+        return 8 * self.file_bytes / self.subpixels
+
+    @property
+    def overhead(self) -> float | None:
+        return self.bpsp / self.model_bpsp - 1 if self.model_bpsp else None
+
+    def summary(self, verb: str) -> str:
+        line = f"{self.path}: {self.width}x{self.height}x{self.channels}, {self.file_bytes} bytes, {self.bpsp:.4f} bpsp"
+        if self.model_bpsp is not None:
+            line += f" (model cross-entropy {self.model_bpsp:.4f} bpsp, overhead {100 * self.overhead:.2f}%)"
+        line += f", {verb} {self.seconds:.2f} s, {self.subpixels / self.seconds:,.0f} subpixels/s"
+        if self.timing:  # where the time went: model, quantize (frequency tables), coder, other (Python, I/O)
+            line += " [" + ", ".join(f"{k} {v:.1f} s" for k, v in self.timing.items()) + "]"
+        return line
+
+
+class StreamCodec:
+    """What every bundle's codec shares: the bundle and its model, the container, the checks.
+
+    A subclass sets `numeric_mode` and `layout` (the patch height and width written into streams)
+    and implements encode/decode with the helpers below."""
+
+    numeric_mode: str
+    layout: tuple[int, int]
+
+    def __init__(self, bundle: Bundle | str | Path, progress: bool = True):
+        self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+        torch.set_flush_denormal(True)  # part of the numeric mode: both sides must agree
+        self.model = self.bundle.load_model()
+        self.progress = progress
+        self.timing = {}
+
+    def _timed(self, key, fn, *args):
+        start = time.perf_counter()
+        out = fn(*args)
+        self.timing[key] = self.timing.get(key, 0.0) + time.perf_counter() - start
+        return out
+
+    def _breakdown(self, seconds: float) -> dict:
+        out = {k: round(v, 3) for k, v in self.timing.items()}
+        out["other"] = round(seconds - sum(self.timing.values()), 3)
+        return out
+
+    def _check_channels(self, channels: int) -> None:
+        """Refuse images of a channel count this codec cannot code (every count, by default, can)."""
+
+    def _write(self, image: np.ndarray, payload: bytes, out_path) -> int:
+        """Write the stream of `image`; its size in bytes."""
+        height, width, channels = image.shape
+        header = Header(bytes.fromhex(self.bundle.bundle_id)[:16], self.numeric_mode,
+                        MODES[channels], width, height, channels,
+                        *self.layout, self.bundle.precision, zlib.crc32(image.tobytes()))
+        data = pack(header, payload)
+        Path(out_path).write_bytes(data)
+        return len(data)
+
+    def _read(self, in_path) -> tuple[Header, bytes, int]:
+        """(header, payload, file size) of a stream, every check passed before any model runs."""
+        data = Path(in_path).read_bytes()
+        header, payload = unpack(data)
+        self.check_header(header)
+        return header, payload, len(data)
+
+    def check_header(self, header: Header) -> None:
+        if header.bundle_id != bytes.fromhex(self.bundle.bundle_id)[:16]:
+            raise CodecError(f"this file was encoded with bundle {header.bundle_id.hex()}..., not with "
+                             f"{self.bundle.path} ({self.bundle.bundle_id[:32]}...)")
+        if header.numeric_mode != self.numeric_mode:
+            raise CodecError(f"this file was encoded in numeric mode {header.numeric_mode}; this decoder computes "
+                             f"{self.numeric_mode}: decoding would not reproduce its probabilities")
+        if (header.patch_height, header.patch_width, header.precision) != (*self.layout, self.bundle.precision):
+            raise CodecError("patch layout or precision in the file differs from the bundle's")
+        self._check_channels(header.channels)
+
+    def _finish(self, image: np.ndarray, header: Header, out_path) -> None:
+        """Check the decoded pixels against the stream's CRC, then write the PNG (never a wrong image)."""
+        if zlib.crc32(image.tobytes()) != header.pixel_crc:
+            raise CodecError("decoded pixels fail the CRC check: this machine computes different probabilities "
+                             f"than the encoder's (numeric mode {header.numeric_mode}); the output was not written")
+        if out_path is not None:
+            to_image(image).save(out_path, format="PNG")
