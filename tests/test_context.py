@@ -137,6 +137,25 @@ def test_context_bundles_round_trip_bit_exact(context_bundles, photos, tmp_path,
     assert report.bits.shape == decoded.shape and report.bits.sum() <= 8 * size
 
 
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA"])
+def test_an_rgb_context_bundle_codes_every_mode(context_bundles, photos, tmp_path, crop_dir, mode):
+    """L as one plane of three equal channels, LA as two, RGBA as RGB then A (issue 9, item 5)."""
+    from trainer.codec.registry import open_codec
+
+    image = photo_crop(photos, 17, 23, mode)
+    if "A" in mode:  # a real alpha: a soft vertical ramp, not a constant
+        array = np.asarray(image).copy()
+        array[..., -1] = np.linspace(0, 255, 23, dtype=np.uint8)[None, :]
+        image = Image.fromarray(array, mode)
+    for bundle in (context_bundles["none"], adaptive_bundle(context_bundles["none"].parent, crop_dir)):
+        codec = open_codec(bundle, progress=False)
+        report = codec.encode(image, tmp_path / "m.pxl", bits_map=True)
+        decoded, _ = codec.decode(tmp_path / "m.pxl", tmp_path / "m.png")
+        assert decoded.shape == (17, 23, len(mode)) and np.array_equal(decoded, np.asarray(image).reshape(decoded.shape))
+        assert Image.open(tmp_path / "m.png").mode == mode
+        assert report.bits.shape == decoded.shape and report.bits.sum() <= 8 * report.file_bytes
+
+
 def test_context_stream_is_the_same_with_one_or_two_threads(context_bundles, photos, tmp_path):
     from trainer.codec.registry import open_codec
 
@@ -163,8 +182,6 @@ def test_context_codec_refuses_bad_streams_and_other_channel_counts(context_bund
         with pytest.raises((FormatError, CodecError)):
             codec.decode(tmp_path / "bad.pxl", tmp_path / "bad.png")
         assert not (tmp_path / "bad.png").exists()
-    with pytest.raises(CodecError, match="codes RGB images, not L"):
-        codec.encode(photo_crop(photos, 5, 5, "L"), tmp_path / "gray.pxl")
     # A stream of the int8 bundle names another bundle id.
     with pytest.raises(CodecError, match="encoded with bundle"):
         open_codec(context_bundles["int8"], threads=1, progress=False).decode(tmp_path / "ok.pxl")

@@ -162,7 +162,7 @@ class ContextTrainConfig(RunConfig):
 
 @dataclass(frozen=True)
 class Adaptation:
-    """Online per-image adaptation of a context bundle (trainer.adapt), stored in its codec.json."""
+    """Online per-image adaptation of a context bundle (trainer.codec.adapt), stored in its codec.json."""
     block: int = 1024  # coded pixels between two adaptation steps
     lr: float = 1e-4  # Adam learning rate
     steps: int = 1  # optimizer steps per block

@@ -46,7 +46,7 @@ class Bundle:
     bundle_id: str  # 64 hex digits
     precision: int
     quantization: str = "none"
-    kind: str = "lm"  # "lm": a PixelLM (trainer.codec); "context": a ContextModel (trainer.context_codec)
+    kind: str = "lm"  # "lm": a PixelLM (trainer.codec); "context": a ContextModel (trainer.codec.wavefront)
     adaptation: "Adaptation | None" = None  # context bundles: online per-image adaptation while coding
 
     def load_model(self):
@@ -93,7 +93,7 @@ def _model_card(checkpoint: Path, quantization: str, precision: int, parameters:
              f"| probability precision | {precision} bits |"]
     if adaptation is not None:
         lines.append(f"| online adaptation | Adam lr {adaptation.lr:g}, {adaptation.steps} step(s) after every "
-                     f"{adaptation.block} coded pixels, repeated by the decoder (trainer/adapt.py) |")
+                     f"{adaptation.block} coded pixels, repeated by the decoder (trainer/codec/adapt.py) |")
     if measured is not None:
         lines.append(f"| validation bpsp (these weights) | {measured['bpsp']:.4f} |")
         if "fp32_bpsp" in measured:

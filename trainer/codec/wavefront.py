@@ -1,4 +1,4 @@
-"""The wavefront codec of context-student bundles (trainer.context_model): same container,
+"""The wavefront codec of context-student bundles (trainer.models.context): same container,
 same integer tables and range coder as the LM codec, another prediction order.
 
 Order of coding: wavefronts t = lag*y + x in increasing t (context_model.wavefronts); inside a
@@ -16,7 +16,7 @@ Other CPU kinds or builds may compute other floats: the pixel CRC turns that int
 never a wrong image.
 
 Bundles with an `adaptation` in codec.json keep training the model on the image as it is coded
-(trainer.adapt): after every block of coded pixels, Adam steps on them, repeated by the decoder.
+(trainer.codec.adapt): after every block of coded pixels, Adam steps on them, repeated by the decoder.
 Their numeric mode names the adaptation, so a stream records how its weights moved.
 """
 
@@ -88,10 +88,21 @@ class ContextCodec(StreamCodec):
             if adapter:
                 self._timed("adapt", adapter.coded, ys, xs, canvas, image)
 
+    def _planes(self, channels: int) -> list[tuple[int, ...]]:
+        """Which image channels each coded plane carries. An RGB model codes every mode: L as one
+        plane of three equal channels, LA as two such planes (L, then A), RGBA as RGB then A. A
+        repeated channel costs almost nothing once the adaptation has seen that the copies agree
+        (the previous-channel skip predicts them exactly), and each plane adapts on its own."""
+        own = self.model.config.channels
+        if channels == own:
+            return [tuple(range(own))]
+        if own == 3:
+            return {1: [(0, 0, 0)], 2: [(0, 0, 0), (1, 1, 1)], 4: [(0, 1, 2), (3, 3, 3)]}[channels]
+        raise CodecError(f"this bundle codes {MODES[own]} images, not {MODES[channels]}; convert the image "
+                         f"or use a bundle made for {MODES[channels]}")
+
     def _check_channels(self, channels: int) -> None:
-        if channels != self.model.config.channels:
-            raise CodecError(f"this bundle codes {MODES[self.model.config.channels]} images, not "
-                             f"{MODES[channels]}; convert the image or use a bundle made for {MODES[channels]}")
+        self._planes(channels)
 
     def encode(self, source, out_path, bits_map: bool = False) -> Report:
         """Encode an image (path or PIL image) into a .pxl file; returns what was measured.
@@ -105,18 +116,21 @@ class ContextCodec(StreamCodec):
         ideal = 0.0
         bits = np.zeros(truth.shape, dtype=np.float32) if bits_map else None
 
-        def source_fn(c, ys, xs, freqs, log_probs):
-            nonlocal ideal
-            values = truth[ys, xs, c]
-            self._timed("coder", encoder.encode, values, freqs)
-            # The ideal code length of the integer tables actually coded: what the file can approach.
-            lengths = self.bundle.precision - np.log2(freqs[np.arange(len(values)), values])
-            ideal += float(lengths.sum())
-            if bits is not None:
-                bits[ys, xs, c] = lengths
-            return values
+        for plane in self._planes(channels):
+            values_of = truth[..., list(plane)]
 
-        self._wavefronts(height, width, source_fn, "encode")
+            def source_fn(c, ys, xs, freqs, log_probs):
+                nonlocal ideal
+                values = values_of[ys, xs, c]
+                self._timed("coder", encoder.encode, values, freqs)
+                # The ideal code length of the integer tables actually coded: what the file can approach.
+                lengths = self.bundle.precision - np.log2(freqs[np.arange(len(values)), values])
+                ideal += float(lengths.sum())
+                if bits is not None:
+                    bits[ys, xs, plane[c]] += lengths
+                return values
+
+            self._wavefronts(height, width, source_fn, "encode")
         size = self._write(truth, encoder.finish(), out_path)
         seconds = time.perf_counter() - start
         return Report(str(out_path), width, height, channels, size, seconds,
@@ -128,9 +142,12 @@ class ContextCodec(StreamCodec):
         self.timing = {}
         header, payload, size = self._read(in_path)
         decoder = Decoder(payload, header.precision)
-        image = self._wavefronts(header.height, header.width,
-                                 lambda c, ys, xs, freqs, log_probs: self._timed("coder", decoder.decode, freqs),
-                                 "decode")
+        image = np.zeros((header.height, header.width, header.channels), dtype=np.uint8)
+        for plane in self._planes(header.channels):
+            decoded = self._wavefronts(header.height, header.width,
+                                       lambda c, ys, xs, freqs, log_probs: self._timed("coder", decoder.decode, freqs),
+                                       "decode")
+            image[..., list(plane)] = decoded  # a repeated channel: its copies, equal unless the stream is corrupt
         self._finish(image, header, out_path)
         seconds = time.perf_counter() - start
         return image, Report(str(in_path), header.width, header.height, header.channels, size, seconds,

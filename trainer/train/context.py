@@ -1,4 +1,4 @@
-"""Training of the causal-context student (trainer.context_model), driven by Accelerate.
+"""Training of the causal-context student (trainer.models.context), driven by Accelerate.
 
 Data: whole images padded once into a stack on the training device (context_model.ImageStack);
 each step draws `batch_crops` random crops of `crop_size`^2 pixels and trains on every pixel of
