@@ -1,30 +1,35 @@
-"""Command-line glue shared by the recipe scripts: parse `recipe=NAME key=value ...`, report errors."""
+"""The `pixlm` command, and the glue shared by the recipe scripts (`recipe=NAME key=value ...`).
+
+Heavy libraries (torch, transformers) are imported only once a command needs them, so `--help`
+and argument errors answer at once.
+"""
 
 import logging
 import sys
 from pathlib import Path
 
 from trainer.config import RecipeError, TrainConfig, available_recipes, load_recipe
-from trainer.train.data import DataError
-from trainer.models.pixel_lm import ModelLoadError
-from trainer.tokenize.pixels import ImageModeError
-from trainer.tokenize.vocab import VocabError
-
-# Errors a user can fix from the message alone: one line, no traceback.
-USER_ERRORS = (RecipeError, ModelLoadError, DataError, ImageModeError, VocabError, FileNotFoundError)
 
 
-def _codec_errors():
+def user_errors() -> tuple:
+    """Errors a user can fix from the message alone: one line, no traceback."""
+    from trainer.models.pixel_lm import ModelLoadError
+    from trainer.tokenize.pixels import ImageModeError
+    from trainer.tokenize.vocab import VocabError
+    from trainer.train.data import DataError
+
+    return (RecipeError, ModelLoadError, DataError, ImageModeError, VocabError, FileNotFoundError)
+
+
+def codec_errors() -> tuple:
     from trainer.codec.bundle import BundleError
-    from trainer.codec.stream import CodecError
     from trainer.codec.container import FormatError
     from trainer.codec.entropy import StreamError
     from trainer.codec.jobs import JobError
+    from trainer.codec.stream import CodecError
+    from trainer.train.download import DownloadError
 
-    return (BundleError, CodecError, FormatError, StreamError, JobError, *USER_ERRORS)
-
-
-CODEC_ERRORS = _codec_errors()
+    return (BundleError, CodecError, FormatError, StreamError, JobError, DownloadError, *user_errors())
 
 
 def split_args(argv: list[str]) -> tuple[str, list[str]]:
@@ -40,11 +45,13 @@ def run_recipe_script(main, argv: list[str], schema: type = TrainConfig) -> int:
         name, overrides = split_args(argv)
         cfg = load_recipe(name, overrides, schema=schema)
         metrics = main(cfg)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as err:
+        if not isinstance(err, user_errors()):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                    for k, v in metrics.items() if not isinstance(v, list)))
     return 0
@@ -73,8 +80,8 @@ def _code_all(args, pairs, open_for) -> int:
                 print(codec.encode(src, dst).summary("encode"), flush=True)
             else:
                 print(codec.decode(src, dst)[1].summary("decode"), flush=True)
-        except CODEC_ERRORS as err:
-            if not args.keep_going:
+        except Exception as err:
+            if not args.keep_going or not isinstance(err, codec_errors()):
                 raise
             print(f"pixlm: error: {src}: {err}", file=sys.stderr)
             failed.append(src)
@@ -88,12 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     """The `pixlm` command."""
     import argparse
 
-    from trainer.codec.bundle import default_bundle, export_bundle, find_bundle
-    from trainer.codec.registry import open_codec, read_header
-    from trainer.train.download import DownloadError, download, load_manifest
-    from trainer.codec.jobs import plan
+    from trainer import __version__
 
     parser = argparse.ArgumentParser(prog="pixlm", description="Causal LMs as lossless image codecs.")
+    parser.add_argument("--version", action="version", version=f"pixlm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("encode", "compress an image (or every image in a folder) into .pxl"),
                             ("decode", "decompress a .pxl file into a PNG, pixel-identical to the original")):
@@ -121,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--val-patches", type=int, default=16, help="random patches per image for --images")
     export.add_argument("--adapt-block", type=int, default=None,
                         help="context bundles: online adaptation, Adam steps after every N coded pixels "
-                             "(default 1024; 0 turns it off; LM bundles: off)")
+                             "(default 512, as the shipped v2; 0 turns it off; LM bundles: off)")
     export.add_argument("--adapt-lr", type=float, default=1e-4, help="learning rate of the online adaptation")
     export.add_argument("--adapt-steps", type=int, default=1, help="Adam steps per block of the online adaptation")
     fetch = commands.add_parser("download", help="download an image set listed in a manifest, checksum-verified")
@@ -132,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_parser(commands)
     args = parser.parse_args(argv)
     from transformers.utils import logging as hf_logging
+
+    from trainer.codec.bundle import default_bundle, export_bundle, find_bundle
+    from trainer.codec.jobs import plan
+    from trainer.codec.registry import open_codec, read_header
+    from trainer.train.download import download, load_manifest
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would bury ours
 
@@ -148,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
             block = args.adapt_block
             if block is None:
-                block = 1024 if model_kind(args.checkpoint) == "context" and args.quantize == "none" else 0
+                block = 512 if model_kind(args.checkpoint) == "context" and args.quantize == "none" else 0
             adaptation = Adaptation(block, args.adapt_lr, args.adapt_steps) if block else None
             bundle = export_bundle(args.checkpoint, args.output, args.precision, quantize=args.quantize,
                                    images=args.images, val_patches=args.val_patches, adaptation=adaptation)
@@ -169,11 +179,13 @@ def main(argv: list[str] | None = None) -> int:
                 return codecs[key]
 
             return _code_all(args, pairs, open_for)
-    except (DownloadError, *CODEC_ERRORS) as err:
-        print(f"pixlm: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as err:
+        if not isinstance(err, codec_errors()):
+            raise
+        print(f"pixlm: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
