@@ -63,9 +63,10 @@ def test_no_prediction_reads_a_pixel_the_decoder_does_not_have():
                 assert torch.equal(*outs)
 
 
-def test_codec_probabilities_match_the_training_loss(photos):
+@pytest.mark.parametrize("mixture_cdf", [False, True])  # v1's per-component bins, v2's mixture CDF
+def test_codec_probabilities_match_the_training_loss(photos, mixture_cdf):
     torch.manual_seed(1)
-    model = ContextModel(ContextConfig(hidden=16, layers=1, head_hidden=8, mixtures=3)).eval()
+    model = ContextModel(ContextConfig(hidden=16, layers=1, head_hidden=8, mixtures=3, mixture_cdf=mixture_cdf)).eval()
     image = torch.from_numpy(np.asarray(Image.open(photos[0]).convert("RGB"))[100:106, 100:107].copy())
     ys, xs = pixel_grid(6, 7)
     with torch.no_grad():

@@ -135,6 +135,9 @@ class ContextConfig:
     # switches on edge direction that an MLP learns only slowly. Needs rows_above >= 2,
     # cols_side >= 1, cols_left >= 2.
     classical: bool = False
+    # The codec's 256-way table from the mixture's CDF in one pass (new models) instead of per-component
+    # bins (v1: kept so v1 streams decode). Training is the same either way.
+    mixture_cdf: bool = True
 
     @property
     def offsets(self) -> list[tuple[int, int]]:
