@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainer import bench
+from trainer.bench import run as bench
 from trainer.bench.baselines import BASELINES, REFERENCE
 from trainer.cli import main as pixlm
 from trainer.codec.container import unpack
