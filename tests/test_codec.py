@@ -238,3 +238,20 @@ def test_cli_file_habits_no_clobber_mirrored_folders_clashes_keep_going(bundle_d
     for bad_value in (("--threads", "0"), ("--batch-size", "-1")):
         refused = run("decode", tmp_path / "out" / "a.pxl", tmp_path / "z.png", *bad_value)
         assert refused.returncode == 2 and "must be at least 1" in refused.stderr
+
+
+def test_cli_reads_stdin_and_writes_stdout(bundle_dir, photo, tmp_path):
+    """`-` as input or output: pixlm encode - - < a.png > a.pxl; pixlm decode - - < a.pxl > back.png."""
+    import io
+
+    crop(photo, 6, 9).save(tmp_path / "a.png")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PIXLM_BUNDLES": str(bundle_dir.parent)}
+    run = lambda data, *a: subprocess.run([sys.executable, "-m", "trainer.cli", *map(str, a), "--quiet"], cwd=REPO,
+                                          env=env, capture_output=True, input=data)
+    enc = run((tmp_path / "a.png").read_bytes(), "encode", "-", "-", "--bundle", bundle_dir)
+    assert enc.returncode == 0 and enc.stdout.startswith(b"PXLM") and b"bpsp" in enc.stderr, enc.stderr
+    dec = run(enc.stdout, "decode", "-", "-")
+    assert dec.returncode == 0, dec.stderr
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(dec.stdout))), np.asarray(Image.open(tmp_path / "a.png")))
+    bad = run(b"PXLM\x01junk", "decode", "-", tmp_path / "x.png")
+    assert bad.returncode == 2 and bad.stdout == b"" and not (tmp_path / "x.png").exists()

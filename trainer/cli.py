@@ -41,6 +41,7 @@ def split_args(argv: list[str]) -> tuple[str, list[str]]:
 
 def run_recipe_script(main, argv: list[str], schema: type = TrainConfig) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # not a line per file of every saved state
     try:
         name, overrides = split_args(argv)
         cfg = load_recipe(name, overrides, schema=schema)
@@ -70,16 +71,30 @@ def _positive(text: str) -> int:
 
 
 def _code_all(args, pairs, open_for) -> int:
-    """Run every (input, output) job; with --keep-going, past failures too. Exit code 2 if any failed."""
+    """Run every (input, output) job; with --keep-going, past failures too. Exit code 2 if any failed.
+    `-` as input or output goes through a temporary file; with stdout as output the summary goes to stderr."""
+    import tempfile
+
+    from trainer.codec.jobs import STD
+
     failed = []
     for src, dst in pairs:
         try:
-            codec = open_for(src)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if args.command == "encode":
-                print(codec.encode(src, dst).summary("encode"), flush=True)
-            else:
-                print(codec.decode(src, dst)[1].summary("decode"), flush=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                if src == STD:
+                    src = Path(tmp) / "stdin"
+                    src.write_bytes(sys.stdin.buffer.read())
+                target = Path(tmp) / "stdout" if dst == STD else dst
+                codec = open_for(src)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if args.command == "encode":
+                    summary = codec.encode(src, target).summary("encode")
+                else:
+                    summary = codec.decode(src, target)[1].summary("decode")
+                if dst == STD:
+                    sys.stdout.buffer.write(target.read_bytes())
+                    sys.stdout.buffer.flush()
+                print(summary, file=sys.stderr if dst == STD else sys.stdout, flush=True)
         except Exception as err:
             if not args.keep_going or not isinstance(err, codec_errors()):
                 raise
@@ -103,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_text in (("encode", "compress an image (or every image in a folder) into .pxl"),
                             ("decode", "decompress a .pxl file into a PNG, pixel-identical to the original")):
         cmd = commands.add_parser(name, help=help_text)
-        cmd.add_argument("input", type=Path)
-        cmd.add_argument("output", type=Path)
+        cmd.add_argument("input", type=Path, help="a file, a folder, or - for stdin")
+        cmd.add_argument("output", type=Path, help="a file, a folder, or - for stdout")
         cmd.add_argument("--bundle", type=Path, default=None, help="codec bundle folder (default: "
                          + ("the shipped checkpoints/pixlm-context-v2)" if name == "encode"
                             else "the known bundle whose id the file names)"))

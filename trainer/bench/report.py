@@ -46,7 +46,7 @@ def write_markdown(report: dict, out: Path) -> Path:
              + (f", center crop {cfg['crop']}" if cfg["crop"] else "") + (f", first {cfg['limit']} images per set"
                                                                           if cfg["limit"] else "") + ".", "",
              "bpsp = 8 x file bytes / subpixels (every byte of each file; per set: total bits / total subpixels). "
-             "Model bpsp: the bundle's cross-entropy; overhead: bpsp / model bpsp - 1. Speeds are subpixels per "
+             "Model bpsp: the ideal code length of the integer tables coded; overhead: bpsp / model bpsp - 1 (header, coder). Speeds are subpixels per "
              f"second, totals over the set; 'vs {ref}': decode speed as a ratio to {ref}'s in this run. "
              f"Exact: bit-exact decodes / decodes tried (bundles include --decode-variants). "
              f"Memory: {report['memory_method']}; shown as peak (extra over the step's start), MB.", ""]

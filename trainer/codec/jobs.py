@@ -3,11 +3,13 @@
 The habits of cjxl, zstd and gzip: an existing output is never replaced without --force; the input
 is never its own output; a folder is mirrored into a folder (subfolders included) and two inputs
 that would share an output name are refused up front; an output folder is created, an output file's
-folder must exist. Every problem found here is reported before a model loads.
+folder must exist. `-` reads the input from stdin or writes the output to stdout. Every problem
+found here is reported before a model loads.
 """
 
 from pathlib import Path
 
+STD = Path("-")  # stdin as an input, stdout as an output
 STREAM_SUFFIX = ".pxl"
 IMAGE_OUT_SUFFIX = ".png"  # decoded images are always PNG
 
@@ -25,6 +27,16 @@ def plan(command: str, source: Path, out: Path, force: bool) -> list[tuple[Path,
     from trainer.tokenize.pixels import image_files
 
     suffix = STREAM_SUFFIX if command == "encode" else IMAGE_OUT_SUFFIX
+    if out == STD and source.is_dir():
+        raise JobError("a folder cannot be written to stdout; name an output folder")
+    if source == STD or out == STD:
+        if out != STD and (_is_folder_target(out) or not out.parent.is_dir()):
+            raise JobError(f"{out}: with input from stdin, name an output file in an existing folder")
+        if out != STD and out.exists() and not force:
+            raise JobError(f"{out} exists; use -f/--force to overwrite")
+        if source != STD and not source.is_file():
+            raise JobError(f"{source}: no such file")
+        return [(source, out)]
     if source.is_dir():
         inputs = image_files(source) if command == "encode" else sorted(p for p in source.rglob(f"*{STREAM_SUFFIX}") if p.is_file())
         if not inputs:

@@ -21,7 +21,6 @@ floats. The stream records the bundle id and the numeric mode; a decoder refuses
 mode, and the CRC32 of the pixels turns any remaining mismatch into an error, never a wrong image.
 """
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +28,9 @@ import torch
 from tqdm.auto import tqdm
 
 from trainer.codec.bundle import Bundle
-from trainer.codec.entropy import Decoder, Encoder, quantize
-from trainer.codec.stream import Report, StreamCodec
-from trainer.units import LN2
-from trainer.tokenize.pixels import Patch, load_image, patch_grid, patch_values, put_patch
+from trainer.codec.entropy import quantize
+from trainer.codec.stream import StreamCodec
+from trainer.tokenize.pixels import Patch, patch_grid, patch_values, put_patch
 
 MIN_LANES = 16
 
@@ -91,19 +89,12 @@ class Codec(StreamCodec):
                 log_probs = self._timed("model", self._step, values[:, k], caches)
         return values
 
-    # -- encode -----------------------------------------------------------------------------
-    def encode(self, source, out_path, bits_map: bool = False) -> Report:
-        """Encode an image (path or PIL image) into a .pxl file; returns what was measured.
-        With bits_map=True the Report also carries each subpixel's code length (Report.bits)."""
-        start = time.perf_counter()
-        self.timing = {}
-        image = load_image(source)
+    # -- encode and decode: StreamCodec's template calls these ------------------------------------
+    def _encode_symbols(self, image: np.ndarray, encoder, bits) -> float:
         height, width, channels = image.shape
         spec = self.prompt.spec
         rows = patch_rows(height, width, spec.patch_height, spec.patch_width)
-        encoder = Encoder(self.bundle.precision)
-        total_nats = 0.0
-        bits = np.zeros(image.shape, dtype=np.float32) if bits_map else None
+        ideal = 0.0
         per_group = max(1, self.batch_size // len(rows[0]))  # patch rows per batch: the encoder has all context
         bar = tqdm(total=len(rows), desc="encode", unit="row", disable=not self.progress)
         for g in range(0, len(rows), per_group):
@@ -113,17 +104,17 @@ class Codec(StreamCodec):
             recorded = []  # per step: (active patch indices, frequency tables, true symbols)
 
             def source(k, active, freqs, log_probs):
-                nonlocal total_nats
                 symbols = np.array([truth[i][k] for i in active], dtype=np.uint8)
                 recorded.append((active, freqs.astype(np.int32), symbols))
-                total_nats -= log_probs.gather(1, torch.from_numpy(symbols.astype(np.int64))[:, None]).sum().item()
                 return symbols
 
             self._predict(image, group, source)
+            lengths = [self._code_lengths(f, s) for _, f, s in recorded]
+            ideal += float(sum(length.sum() for length in lengths))
             if bits is not None:
                 table = np.zeros((len(group), len(recorded)), dtype=np.float32)
-                for k, (a, f, s) in enumerate(recorded):
-                    table[a, k] = self.bundle.precision - np.log2(f[np.arange(len(a)), s])
+                for k, ((a, _, _), length) in enumerate(zip(recorded, lengths)):
+                    table[a, k] = length
                 for i, p in enumerate(group):
                     put_patch(bits, p, table[i, :p.height * p.width * channels])
             # Emit in the decoder's order: patch row by patch row, step by step, patches left to right.
@@ -136,19 +127,10 @@ class Codec(StreamCodec):
                 first += len(row)
                 bar.update(1)
         bar.close()
-        size = self._write(image, encoder.finish(), out_path)
-        seconds = time.perf_counter() - start
-        return Report(str(out_path), width, height, channels, size, seconds,
-                      model_bpsp=total_nats / LN2 / image.size, timing=self._breakdown(seconds), bits=bits)
+        return ideal
 
-    # -- decode -----------------------------------------------------------------------------
-    def decode(self, in_path, out_path=None) -> tuple[np.ndarray, Report]:
-        """Decode a .pxl file (checked end to end); writes a PNG if out_path is given."""
-        start = time.perf_counter()
-        self.timing = {}
-        header, payload, size = self._read(in_path)
+    def _decode_symbols(self, header, decoder) -> np.ndarray:
         image = np.zeros((header.height, header.width, header.channels), dtype=np.uint8)
-        decoder = Decoder(payload, header.precision)
         rows = patch_rows(header.height, header.width, header.patch_height, header.patch_width)
         for row in tqdm(rows, desc="decode", unit="row", disable=not self.progress):
             def source(k, active, freqs, log_probs):
@@ -157,10 +139,7 @@ class Codec(StreamCodec):
             values = self._predict(image, row, source)
             for i, p in enumerate(row):
                 put_patch(image, p, values[i, :p.height * p.width * header.channels])
-        self._finish(image, header, out_path)
-        seconds = time.perf_counter() - start
-        return image, Report(str(in_path), header.width, header.height, header.channels, size, seconds,
-                             timing=self._breakdown(seconds))
+        return image
 
 
 def patch_rows(height: int, width: int, patch_height: int, patch_width: int) -> list[list[Patch]]:

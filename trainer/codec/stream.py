@@ -14,7 +14,8 @@ import torch
 
 from trainer.codec.bundle import Bundle, open_bundle
 from trainer.codec.container import Header, pack, unpack
-from trainer.tokenize.pixels import MODES, to_image
+from trainer.codec.entropy import Decoder, Encoder
+from trainer.tokenize.pixels import MODES, load_image, to_image
 
 class CodecError(ValueError):
     """A stream that does not decode with this bundle or this machine."""
@@ -29,7 +30,7 @@ class Report:
     channels: int
     file_bytes: int
     seconds: float
-    model_bpsp: float | None = None  # cross-entropy of the model's float distribution (encode only)
+    model_bpsp: float | None = None  # ideal code length of the integer tables coded, bits per subpixel (encode only)
     timing: dict = field(default_factory=dict)
     # encode(..., bits_map=True): (H, W, C) float32, the code length -log2(freq / 2**precision) of each
     # subpixel under the integer tables actually coded, at its pixel position (header/flush not included)
@@ -50,7 +51,7 @@ class Report:
     def summary(self, verb: str) -> str:
         line = f"{self.path}: {self.width}x{self.height}x{self.channels}, {self.file_bytes} bytes, {self.bpsp:.4f} bpsp"
         if self.model_bpsp is not None:
-            line += f" (model cross-entropy {self.model_bpsp:.4f} bpsp, overhead {100 * self.overhead:.2f}%)"
+            line += f" (ideal code length {self.model_bpsp:.4f} bpsp, overhead {100 * self.overhead:.2f}%)"
         line += f", {verb} {self.seconds:.2f} s, {self.subpixels / self.seconds:,.0f} subpixels/s"
         if self.timing:  # where the time went: model, quantize (frequency tables), coder, other (Python, I/O)
             line += " [" + ", ".join(f"{k} {v:.1f} s" for k, v in self.timing.items()) + "]"
@@ -60,8 +61,11 @@ class Report:
 class StreamCodec:
     """What every bundle's codec shares: the bundle and its model, the container, the checks.
 
-    A subclass sets `numeric_mode` and `layout` (the patch height and width written into streams)
-    and implements encode/decode with the helpers below."""
+    `encode` and `decode` are written once, here; a subclass sets `numeric_mode` and `layout` (the
+    patch height and width written into streams) and implements the prediction order:
+    `_encode_symbols(image, encoder, bits)` codes every symbol and returns their ideal code length
+    in bits under the integer tables it coded with (so the overhead in a Report means what it says),
+    and `_decode_symbols(header, decoder)` returns the decoded image."""
 
     numeric_mode: str
     layout: tuple[int, int]
@@ -83,6 +87,37 @@ class StreamCodec:
         out = {k: round(v, 3) for k, v in self.timing.items()}
         out["other"] = round(seconds - sum(self.timing.values()), 3)
         return out
+
+    def encode(self, source, out_path, bits_map: bool = False) -> Report:
+        """Encode an image (path or PIL image) into a .pxl file; returns what was measured.
+        With bits_map=True the Report also carries each subpixel's code length (Report.bits)."""
+        start = time.perf_counter()
+        self.timing = {}
+        image = load_image(source)
+        height, width, channels = image.shape
+        self._check_channels(channels)
+        encoder = Encoder(self.bundle.precision)
+        bits = np.zeros(image.shape, dtype=np.float32) if bits_map else None
+        ideal_bits = self._encode_symbols(image, encoder, bits)
+        size = self._write(image, encoder.finish(), out_path)
+        seconds = time.perf_counter() - start
+        return Report(str(out_path), width, height, channels, size, seconds, model_bpsp=ideal_bits / image.size,
+                      timing=self._breakdown(seconds), bits=bits)
+
+    def decode(self, in_path, out_path=None) -> tuple[np.ndarray, Report]:
+        """Decode a .pxl file (checked end to end); writes a PNG if out_path is given."""
+        start = time.perf_counter()
+        self.timing = {}
+        header, payload, size = self._read(in_path)
+        image = self._decode_symbols(header, Decoder(payload, header.precision))
+        self._finish(image, header, out_path)
+        seconds = time.perf_counter() - start
+        return image, Report(str(in_path), header.width, header.height, header.channels, size, seconds,
+                             timing=self._breakdown(seconds))
+
+    def _code_lengths(self, freqs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+        """Ideal code length in bits of each symbol under its integer frequency table."""
+        return self.bundle.precision - np.log2(freqs[np.arange(len(symbols)), symbols])
 
     def _check_channels(self, channels: int) -> None:
         """Refuse images of a channel count this codec cannot code (every count, by default, can)."""

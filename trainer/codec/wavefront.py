@@ -20,7 +20,6 @@ Bundles with an `adaptation` in codec.json keep training the model on the image 
 Their numeric mode names the adaptation, so a stream records how its weights moved.
 """
 
-import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -28,10 +27,10 @@ import torch
 from tqdm.auto import tqdm
 
 from trainer.codec.adapt import OnlineAdapter
-from trainer.codec.stream import CodecError, Report, StreamCodec
+from trainer.codec.entropy import quantize
+from trainer.codec.stream import CodecError, StreamCodec
 from trainer.models.context import scale, wavefronts
-from trainer.codec.entropy import Decoder, Encoder, quantize
-from trainer.tokenize.pixels import MODES, load_image
+from trainer.tokenize.pixels import MODES
 
 NUMERIC_MODE = "ctx-fp32-cpu-ftz-1thread"
 
@@ -104,18 +103,9 @@ class ContextCodec(StreamCodec):
     def _check_channels(self, channels: int) -> None:
         self._planes(channels)
 
-    def encode(self, source, out_path, bits_map: bool = False) -> Report:
-        """Encode an image (path or PIL image) into a .pxl file; returns what was measured.
-        With bits_map=True the Report also carries each subpixel's code length (Report.bits)."""
-        start = time.perf_counter()
-        self.timing = {}
-        truth = load_image(source)
+    def _encode_symbols(self, truth: np.ndarray, encoder, bits) -> float:
         height, width, channels = truth.shape
-        self._check_channels(channels)
-        encoder = Encoder(self.bundle.precision)
         ideal = 0.0
-        bits = np.zeros(truth.shape, dtype=np.float32) if bits_map else None
-
         for plane in self._planes(channels):
             values_of = truth[..., list(plane)]
 
@@ -123,32 +113,20 @@ class ContextCodec(StreamCodec):
                 nonlocal ideal
                 values = values_of[ys, xs, c]
                 self._timed("coder", encoder.encode, values, freqs)
-                # The ideal code length of the integer tables actually coded: what the file can approach.
-                lengths = self.bundle.precision - np.log2(freqs[np.arange(len(values)), values])
+                lengths = self._code_lengths(freqs, values)
                 ideal += float(lengths.sum())
                 if bits is not None:
                     bits[ys, xs, plane[c]] += lengths
                 return values
 
             self._wavefronts(height, width, source_fn, "encode")
-        size = self._write(truth, encoder.finish(), out_path)
-        seconds = time.perf_counter() - start
-        return Report(str(out_path), width, height, channels, size, seconds,
-                      model_bpsp=ideal / truth.size, timing=self._breakdown(seconds), bits=bits)
+        return ideal
 
-    def decode(self, in_path, out_path=None) -> tuple[np.ndarray, Report]:
-        """Decode a .pxl file (checked end to end); writes a PNG if out_path is given."""
-        start = time.perf_counter()
-        self.timing = {}
-        header, payload, size = self._read(in_path)
-        decoder = Decoder(payload, header.precision)
+    def _decode_symbols(self, header, decoder) -> np.ndarray:
         image = np.zeros((header.height, header.width, header.channels), dtype=np.uint8)
         for plane in self._planes(header.channels):
             decoded = self._wavefronts(header.height, header.width,
                                        lambda c, ys, xs, freqs, log_probs: self._timed("coder", decoder.decode, freqs),
                                        "decode")
             image[..., list(plane)] = decoded  # a repeated channel: its copies, equal unless the stream is corrupt
-        self._finish(image, header, out_path)
-        seconds = time.perf_counter() - start
-        return image, Report(str(in_path), header.width, header.height, header.channels, size, seconds,
-                             timing=self._breakdown(seconds))
+        return image

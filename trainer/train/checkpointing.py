@@ -12,7 +12,7 @@ import math
 import shutil
 from pathlib import Path
 
-from trainer.config import RunConfig
+from trainer.config import RunConfig, to_yaml
 
 
 STATE_FILE = "trainer_state.json"
@@ -50,3 +50,14 @@ def save_checkpoint(accelerator, out: Path, step: int, keep: int, state: dict) -
         for old in done[:-keep]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
+
+
+def save_final(accelerator, out: Path, model, cfg, metrics: dict, hint: str) -> Path:
+    """out/final: the model's save_pretrained folder, the recipe as run and its metrics (main process)."""
+    final = out / "final"
+    if accelerator.is_main_process:
+        model.save_pretrained(final)
+        (final / "recipe.yaml").write_text(to_yaml(cfg))
+        (final / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        accelerator.print(f"wrote {final} (model, recipe.yaml, metrics.json); {hint}")
+    return final

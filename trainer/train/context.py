@@ -22,10 +22,10 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from trainer.config import ContextTrainConfig, flat_dict, to_yaml
+from trainer.config import ContextTrainConfig, flat_dict
 from trainer.models.context import ContextModel, ImageStack, pixel_grid
 from trainer.train.data import DataError, resolve_images, split_by_image
-from trainer.train.checkpointing import STATE_FILE, find_resume, lr_lambda, save_checkpoint
+from trainer.train.checkpointing import STATE_FILE, find_resume, lr_lambda, save_checkpoint, save_final
 from trainer.tokenize.pixels import ImageModeError, load_image
 
 
@@ -159,12 +159,6 @@ def train_context(cfg: ContextTrainConfig) -> dict:
         bar.close()
     save_state()
     metrics["steps"] = step
-    if accelerator.is_main_process:
-        final = out / "final"
-        raw.save_pretrained(final)
-        (final / "recipe.yaml").write_text(to_yaml(cfg))
-        (final / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        accelerator.print(f"wrote {final} (model, recipe.yaml, metrics.json); export it with "
-                          f"`pixlm export {final} BUNDLE_DIR`")
+    save_final(accelerator, out, raw, cfg, metrics, f"export it with `pixlm export {out / 'final'} BUNDLE_DIR`")
     accelerator.end_training()
     return metrics

@@ -19,10 +19,10 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from trainer.config import TrainConfig, flat_dict, to_yaml
+from trainer.config import TrainConfig, flat_dict
 from trainer.train.data import DataError, build_datasets, collate
 from trainer.models.pixel_lm import build_pixel_lm, count_parameters
-from trainer.train.checkpointing import STATE_FILE, find_resume, lr_lambda, save_checkpoint
+from trainer.train.checkpointing import STATE_FILE, find_resume, lr_lambda, save_checkpoint, save_final
 
 def save_only_trainable(accelerator) -> None:
     """Make training states hold only trained tensors: a LoRA state is MBs, not the whole base model.
@@ -206,12 +206,7 @@ def train(cfg: TrainConfig, build_model=default_build, compute_loss=default_loss
         if accelerator.is_main_process:
             final_model = build_model(cfg)
             final_model.load_state_dict(state)
-    if accelerator.is_main_process:
-        final = out / "final"
-        final_model.save_pretrained(final)
-        (final / "recipe.yaml").write_text(to_yaml(cfg))
-        (final / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        accelerator.print(f"wrote {final} (model, recipe.yaml, metrics.json), training states in "
-                          f"{out / 'checkpoints'}, tensorboard logs in {out / 'tensorboard'}")
+    save_final(accelerator, out, final_model, cfg, metrics,
+               f"training states in {out / 'checkpoints'}, tensorboard logs in {out / 'tensorboard'}")
     accelerator.wait_for_everyone()
     return metrics
