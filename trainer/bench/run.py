@@ -208,7 +208,8 @@ def load_codec(folder: Path, batch_size: int, threads: int):
     from trainer.codec.bundle import open_bundle
     from trainer.codec.registry import open_codec
 
-    return open_codec(open_bundle(folder), batch_size=batch_size, threads=threads, progress=False)
+    # threads=None: the codec follows the bench's own setting (the decode variants change it).
+    return open_codec(open_bundle(folder), batch_size=batch_size, threads=None, progress=False)
 
 
 # -- one (image, codec) pair -------------------------------------------------------------------------

@@ -40,9 +40,8 @@ class Codec(StreamCodec):
 
     def __init__(self, bundle: Bundle | str | Path, batch_size: int = 256, threads: int | None = None,
                  progress: bool = True):
-        if threads:
-            torch.set_num_threads(threads)
         super().__init__(bundle, progress)
+        self.threads = threads  # results do not depend on it (tested)
         self.prompt = self.model.prompt
         self.batch_size = max(1, batch_size)
         self.numeric_mode = f"fp32-cpu-ftz-eager-l{MIN_LANES}"

@@ -6,6 +6,7 @@ the Report of a coding run. `trainer.codec.patch` (LM bundles) and `trainer.code
 
 import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,21 @@ class Report:
         return line
 
 
+@contextmanager
+def torch_threads(count: int | None):
+    """Run the block on `count` torch threads (None: leave the caller's setting), then restore it.
+    The one place a codec sets threads: encode and decode run inside it."""
+    if count is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class StreamCodec:
     """What every bundle's codec shares: the bundle and its model, the container, the checks.
 
@@ -69,6 +85,7 @@ class StreamCodec:
 
     numeric_mode: str
     layout: tuple[int, int]
+    threads: int | None = None  # torch threads while coding; None: the caller's
 
     def __init__(self, bundle: Bundle | str | Path, progress: bool = True):
         self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
@@ -98,7 +115,8 @@ class StreamCodec:
         self._check_channels(channels)
         encoder = Encoder(self.bundle.precision)
         bits = np.zeros(image.shape, dtype=np.float32) if bits_map else None
-        ideal_bits = self._encode_symbols(image, encoder, bits)
+        with torch_threads(self.threads):
+            ideal_bits = self._encode_symbols(image, encoder, bits)
         size = self._write(image, encoder.finish(), out_path)
         seconds = time.perf_counter() - start
         return Report(str(out_path), width, height, channels, size, seconds, model_bpsp=ideal_bits / image.size,
@@ -109,7 +127,8 @@ class StreamCodec:
         start = time.perf_counter()
         self.timing = {}
         header, payload, size = self._read(in_path)
-        image = self._decode_symbols(header, Decoder(payload, header.precision))
+        with torch_threads(self.threads):
+            image = self._decode_symbols(header, Decoder(payload, header.precision))
         self._finish(image, header, out_path)
         seconds = time.perf_counter() - start
         return image, Report(str(in_path), header.width, header.height, header.channels, size, seconds,

@@ -20,8 +20,6 @@ Bundles with an `adaptation` in codec.json keep training the model on the image 
 Their numeric mode names the adaptation, so a stream records how its weights moved.
 """
 
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -35,19 +33,9 @@ from trainer.tokenize.pixels import MODES
 NUMERIC_MODE = "ctx-fp32-cpu-ftz-1thread"
 
 
-@contextmanager
-def one_thread():
-    """Run the block on one torch thread (the numeric mode's), then restore the caller's setting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class ContextCodec(StreamCodec):
     layout = (1, 1)  # no patches
+    threads = 1  # part of the numeric mode, whatever the caller's setting
 
     def __init__(self, bundle, batch_size: int | None = None, threads: int | None = None, progress: bool = True):
         """`batch_size` and `threads` (the LM codec's options) are accepted and ignored: a wavefront is
@@ -62,9 +50,7 @@ class ContextCodec(StreamCodec):
         of channel c at those pixels (encoder: the true ones, decoder: decoded). Returns the image."""
         image = np.zeros((height, width, self.model.config.channels), dtype=np.uint8)
         canvas = self.model.pad(torch.from_numpy(image))
-        fronts = list(wavefronts(height, width, self.model.config.lag))
-        with one_thread():
-            self._run(fronts, canvas, image, source, desc)
+        self._run(list(wavefronts(height, width, self.model.config.lag)), canvas, image, source, desc)
         return image
 
     def _run(self, fronts, canvas, image, source, desc: str) -> None:
