@@ -245,18 +245,29 @@ class PixelLM(nn.Module):
         save_file({k: v.detach().contiguous() for k, v in self.pixel_head.state_dict().items()}, directory / HEAD_FILE)
 
     @classmethod
-    def from_pretrained(cls, directory, dtype=torch.float32, attn_implementation: str | None = None) -> "PixelLM":
+    def from_pretrained(cls, directory, dtype=torch.float32, attn_implementation: str | None = None,
+                        lm=None, head_state: dict | None = None) -> "PixelLM":
+        """A saved PixelLM folder. `lm` / `head_state`: an LM and pixel-head weights loaded otherwise
+        (int8, bitsandbytes) to assemble with the folder's tokenizer, vocabulary and prompt."""
         directory = Path(directory)
         for name in ("config.json", HEAD_FILE, "pixel_vocab.json", "prompt.json"):
             if not (directory / name).is_file():
                 raise ModelLoadError(f"{directory} is not a pixlm checkpoint: {name} is missing")
-        lm = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, attn_implementation=attn_implementation)
-        tokenizer = AutoTokenizer.from_pretrained(directory)
-        vocab = PixelVocab.load(directory)
-        head_state = load_file(directory / HEAD_FILE)
+        if lm is None:
+            lm = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, attn_implementation=attn_implementation)
+        tokenizer, vocab, prompt = load_prompt_parts(directory)
+        head_state = head_state if head_state is not None else load_file(directory / HEAD_FILE)
         head = nn.Linear(head_state["weight"].shape[1], 256, bias="bias" in head_state, dtype=dtype)
         head.load_state_dict(head_state)
-        return cls(lm, tokenizer, vocab, PromptBuilder.load(directory, tokenizer, vocab), head)
+        return cls(lm, tokenizer, vocab, prompt, head)
+
+
+def load_prompt_parts(directory) -> tuple:
+    """(tokenizer, pixel vocabulary, prompt builder) saved in a PixelLM folder: what a student or a
+    re-quantized model shares with the folder it comes from."""
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    vocab = PixelVocab.load(directory)
+    return tokenizer, vocab, PromptBuilder.load(directory, tokenizer, vocab)
 
 
 def build_pixel_lm(model_cfg: ModelConfig, prompt_cfg: PromptConfig, lora: LoraSettings) -> PixelLM:

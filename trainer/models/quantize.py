@@ -20,11 +20,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM
 
 from trainer.models.pixel_lm import HEAD_FILE, ModelLoadError, PixelLM
-from trainer.tokenize.prompt import PromptBuilder
-from trainer.tokenize.vocab import PixelVocab
 
 SCALE_SUFFIX = ".scale"
 INT8_FORMAT = "pixlm-int8-rowwise-symmetric-v1"
@@ -88,12 +86,9 @@ def load_bnb(folder, mode: str, device: str | None = None) -> PixelLM:
 
 
 def _assemble(folder: Path, lm, device, head_state: dict | None = None) -> PixelLM:
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    vocab = PixelVocab.load(folder)
-    head_state = head_state if head_state is not None else load_file(folder / HEAD_FILE)
-    head = nn.Linear(head_state["weight"].shape[1], 256, bias="bias" in head_state, dtype=torch.float32)
-    head.load_state_dict(head_state)
-    return PixelLM(lm, tokenizer, vocab, PromptBuilder.load(folder, tokenizer, vocab), head.to(device)).eval()
+    model = PixelLM.from_pretrained(folder, lm=lm, head_state=head_state)
+    model.pixel_head.to(device)
+    return model.eval()
 
 
 # -- int8 weights for bundles -------------------------------------------------------------------

@@ -20,14 +20,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM
 
 from trainer.config import DistillConfig, RecipeError
 from trainer.train.loop import train
-from trainer.models.pixel_lm import ModelLoadError, PixelLM
+from trainer.models.pixel_lm import ModelLoadError, PixelLM, load_prompt_parts
 from trainer.units import LN2
-from trainer.tokenize.prompt import PromptBuilder
-from trainer.tokenize.vocab import PixelVocab
 
 
 def check_recipe(cfg: DistillConfig) -> None:
@@ -53,10 +51,7 @@ def load_teacher(cfg: DistillConfig) -> PixelLM:
 
 def build_student(cfg: DistillConfig) -> PixelLM:
     """A random-init student from model.config, sharing the teacher's tokenizer, vocabulary and prompt."""
-    folder = Path(cfg.teacher)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    vocab = PixelVocab.load(folder)
-    prompt = PromptBuilder.load(folder, tokenizer, vocab)
+    tokenizer, vocab, prompt = load_prompt_parts(Path(cfg.teacher))
     cfg.prompt = prompt.spec  # recipe.yaml then records the prompt actually used
     kwargs = dict(cfg.model.config)
     config = AutoConfig.for_model(kwargs.pop("model_type"), **kwargs, vocab_size=len(tokenizer))
