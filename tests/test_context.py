@@ -365,3 +365,15 @@ def test_fuzzed_streams_always_fail_with_one_clear_error_and_write_nothing(conte
         with pytest.raises((FormatError, CodecError, StreamError)):
             codec.decode(tmp_path / "bad.pxl", tmp_path / "bad.png")
         assert not (tmp_path / "bad.png").exists(), i
+
+
+def test_overhead_is_measured_against_the_integer_tables_so_it_is_never_negative(context_bundles, tmp_path):
+    """A flat image: the float model gives ~0 bits per value, but every coded frequency is at most
+    2**16 - 255, so the file cannot go below the tables' ideal code length (issue 13: it showed -7 %)."""
+    from trainer.codec.registry import open_codec
+
+    flat = Image.fromarray(np.full((40, 48, 3), 117, dtype=np.uint8))
+    for bundle in context_bundles.values():
+        report = open_codec(bundle, progress=False).encode(flat, tmp_path / "flat.pxl", bits_map=True)
+        assert report.overhead >= 0
+        assert report.bits.sum() == pytest.approx(report.model_bpsp * report.subpixels, rel=1e-6)
