@@ -255,3 +255,16 @@ def test_cli_reads_stdin_and_writes_stdout(bundle_dir, photo, tmp_path):
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(dec.stdout))), np.asarray(Image.open(tmp_path / "a.png")))
     bad = run(b"PXLM\x01junk", "decode", "-", tmp_path / "x.png")
     assert bad.returncode == 2 and bad.stdout == b"" and not (tmp_path / "x.png").exists()
+
+
+def test_cli_output_defaults_beside_the_input_or_with_o(bundle_dir, photo, tmp_path):
+    crop(photo, 5, 7).save(tmp_path / "a.png")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PIXLM_BUNDLES": str(bundle_dir.parent)}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "trainer.cli", *map(str, a), "--quiet"], cwd=REPO,
+                                    env=env, capture_output=True, text=True)
+    assert run("encode", tmp_path / "a.png", "--bundle", bundle_dir).returncode == 0
+    assert (tmp_path / "a.pxl").is_file()  # zstd's habit: the input's name, the output's suffix, beside it
+    assert run("decode", tmp_path / "a.pxl", "-o", tmp_path / "b.png").returncode == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), np.asarray(Image.open(tmp_path / "a.png")))
+    both = run("decode", tmp_path / "a.pxl", tmp_path / "c.png", "-o", tmp_path / "d.png")
+    assert both.returncode == 2 and "name the output once" in both.stderr

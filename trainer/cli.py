@@ -70,6 +70,23 @@ def _positive(text: str) -> int:
     return value
 
 
+def output_of(args) -> Path:
+    """The output named positionally or with -o (not both); by default the input's name with the
+    output's suffix beside it (a file) or the input folder itself (mirrored files beside their inputs)."""
+    from trainer.codec.jobs import IMAGE_OUT_SUFFIX, STD, STREAM_SUFFIX, JobError
+
+    if args.output is not None and args.output_option is not None:
+        raise JobError("name the output once: positionally or with -o")
+    out = args.output if args.output is not None else args.output_option
+    if out is not None:
+        return out
+    if args.input == STD:
+        return STD
+    if args.input.is_dir():
+        return args.input
+    return args.input.with_suffix(STREAM_SUFFIX if args.command == "encode" else IMAGE_OUT_SUFFIX)
+
+
 def _code_all(args, pairs, open_for) -> int:
     """Run every (input, output) job; with --keep-going, past failures too. Exit code 2 if any failed.
     `-` as input or output goes through a temporary file; with stdout as output the summary goes to stderr."""
@@ -119,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
                             ("decode", "decompress a .pxl file into a PNG, pixel-identical to the original")):
         cmd = commands.add_parser(name, help=help_text)
         cmd.add_argument("input", type=Path, help="a file, a folder, or - for stdin")
-        cmd.add_argument("output", type=Path, help="a file, a folder, or - for stdout")
+        cmd.add_argument("output", type=Path, nargs="?", default=None,
+                         help="a file, a folder, or - for stdout (or -o); default: the input's name with "
+                              + (".pxl" if name == "encode" else ".png") + " beside it")
+        cmd.add_argument("-o", "--output", dest="output_option", type=Path, default=None, metavar="OUTPUT",
+                         help="the output, as an option (zstd's habit)")
         cmd.add_argument("--bundle", type=Path, default=None, help="codec bundle folder (default: "
                          + ("the shipped checkpoints/pixlm-context-v2)" if name == "encode"
                             else "the known bundle whose id the file names)"))
@@ -180,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bundle {bundle.path} (id {bundle.bundle_id[:16]}, precision {bundle.precision} bits, "
                   f"weights {'int8' if bundle.quantization == 'int8' else 'float32'})")
         else:
-            pairs = plan(args.command, args.input, args.output, args.force)  # every output checked before any work
+            pairs = plan(args.command, args.input, output_of(args), args.force)  # every output checked before any work
             codecs = {}
 
             def open_for(path):
