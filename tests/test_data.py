@@ -85,3 +85,17 @@ def test_collate_pads_only_when_lengths_differ():
     batch = collate([a, b], pad_id=9)
     assert batch["input_ids"][1].tolist() == [0, 1, 2, 9, 9]
     assert batch["loss_mask"][1].tolist() == [0, 1, 1, 0, 0] and batch["attention_mask"][1].tolist() == [1, 1, 1, 0, 0]
+
+
+def test_the_embedded_fallback_holds_out_one_photo_not_four(tmp_path):
+    """Without ../shared the default data is scikit-image's six photos: train on five (issue 13)."""
+    from trainer.train.data import split_images
+
+    train, val = split_images(DataConfig(train_dirs=["embedded"], val_images=4, cache_dir=str(tmp_path)), seed=0)
+    assert (len(train), len(val)) == (5, 1)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for path in train + val:
+        (folder / path.name).write_bytes(path.read_bytes())
+    train, val = split_images(DataConfig(train_dirs=[str(folder)], val_images=4), seed=0)
+    assert (len(train), len(val)) == (2, 4)  # a user's own folder keeps data.val_images

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from trainer.config import ContextTrainConfig, flat_dict
 from trainer.models.context import ContextModel, ImageStack, pixel_grid
-from trainer.train.data import DataError, resolve_images, split_by_image
+from trainer.train.data import DataError, split_images
 from trainer.train.checkpointing import STATE_FILE, find_resume, lr_lambda, save_checkpoint, save_final
 from trainer.tokenize.pixels import ImageModeError, load_image
 
@@ -71,10 +71,7 @@ def train_context(cfg: ContextTrainConfig) -> dict:
     set_seed(cfg.seed)
     torch.set_flush_denormal(True)
     model = ContextModel(cfg.model)
-    paths = resolve_images(cfg.data)
-    train_paths, val_paths = split_by_image(paths, cfg.data.val_images, cfg.seed)
-    if not train_paths or not val_paths:
-        raise DataError(f"{len(paths)} images: need at least one for training and data.val_images >= 1")
+    train_paths, val_paths = split_images(cfg.data, cfg.seed)
     try:
         train_images = load_images(train_paths, cfg.model.channels)
         val_contexts, val_targets = val_windows(load_images(val_paths, cfg.model.channels), model,

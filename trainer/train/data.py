@@ -93,6 +93,19 @@ def resolve_images(cfg: DataConfig) -> list[Path]:
     return paths[:cfg.max_images] if cfg.max_images else paths
 
 
+def split_images(cfg: DataConfig, seed: int) -> tuple[list[Path], list[Path]]:
+    """The recipe's images split into (train, val). When the default data falls back to the six
+    photos shipped in scikit-image (no ../shared), one is held out, not data.val_images: holding
+    out four would leave two to train on."""
+    paths = resolve_images(cfg)
+    val_images = cfg.val_images
+    if all(p.parent.name == "embedded" and p.stem in EMBEDDED for p in paths) and val_images > 1:
+        log.warning("no image folder found: training on %d photos shipped in scikit-image, 1 held out for "
+                    "validation (point data.train_dirs or PIXLM_DATA at your images for real training)", len(paths) - 1)
+        val_images = 1
+    return split_by_image(paths, val_images, seed)
+
+
 def split_by_image(paths: list[Path], val_images: int, seed: int) -> tuple[list[Path], list[Path]]:
     """Seeded split of whole images: no image has patches in both sets."""
     if not 0 < val_images < len(paths):
@@ -173,8 +186,7 @@ def collate(examples: list[dict], pad_id: int) -> dict:
 
 def build_datasets(cfg: DataConfig, prompt: PromptBuilder, seed: int):
     """(train, val) patch datasets and the image lists they came from."""
-    paths = resolve_images(cfg)
-    train_paths, val_paths = split_by_image(paths, cfg.val_images, seed)
+    train_paths, val_paths = split_images(cfg, seed)
     cache = cache_root(cfg) / "patches"
     train = patch_dataset(train_paths, prompt, cfg.patches_per_image, seed, cache, "train")
     val = patch_dataset(val_paths, prompt, cfg.val_patches_per_image, seed + 1, cache, "val")
