@@ -511,8 +511,10 @@ def _machine() -> dict:
         cpu = match[1] if match else cpu
     except OSError:
         pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "libraries": library_versions()}
+    # The kernel level torch dispatches to (AVX2, AVX512, ...): streams are bit-exact between machines
+    # that share it and the torch version.
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "python": platform.python_version(), "torch": torch.__version__, "libraries": library_versions()}
 
 
 def cost_of(totals: dict, cores: int, prices: dict) -> dict:
