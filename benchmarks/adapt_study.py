@@ -30,12 +30,20 @@ def center_crop(image: np.ndarray, crop: tuple[int, int] | None) -> np.ndarray:
     return np.ascontiguousarray(image[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw])
 
 
+def parse_setting(text: str) -> Adaptation:
+    """BLOCK,LR,STEPS[,TRUNK_LAYERS[,DELAY]] -> Adaptation."""
+    fields = text.split(",")
+    layers = None if len(fields) < 4 or fields[3] in ("", "all") else int(fields[3])
+    return Adaptation(int(fields[0]), float(fields[1]), int(fields[2]), layers, int(fields[4]) if len(fields) > 4 else 0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoints", nargs="+", type=Path, required=True)
     parser.add_argument("--images", nargs="+", type=Path, required=True, help="folders or image files")
     parser.add_argument("--settings", nargs="+", default=["static", "1024,1e-4,1"],
-                        help="'static' or BLOCK,LR,STEPS")
+                        help="'static' or BLOCK,LR,STEPS[,TRUNK_LAYERS[,DELAY]] (trunk layers that adapt: a number "
+                             "or 'all'; delay: 1 = trained on a second core, one block late)")
     parser.add_argument("--crop", default=None, help="WxH center crop of every image")
     parser.add_argument("--limit", type=int, default=0, help="first N images of each folder")
     parser.add_argument("--threads", type=int, default=2)
@@ -56,7 +64,7 @@ def main() -> None:
     for checkpoint in args.checkpoints:
         model = ContextModel.from_pretrained(checkpoint)
         for setting in args.settings:
-            adaptation = None if setting == "static" else Adaptation(*(t(v) for t, v in zip((int, float, int), setting.split(","))))
+            adaptation = None if setting == "static" else parse_setting(setting)
             start = time.perf_counter()
             per_image = [adapted_bpsp(model, im, adaptation) for im in images]
             bpsp = sum(b * im.size for b, im in zip(per_image, images)) / subpixels

@@ -130,7 +130,7 @@ def test_context_bundles_round_trip_bit_exact(context_bundles, photos, tmp_path,
     from trainer.codec.registry import open_codec
 
     image = photo_crop(photos, height, width)
-    codec = open_codec(context_bundles[quantize], threads=1, progress=False)
+    codec = open_codec(context_bundles[quantize], threads=1, progress=False, fallback=False)
     report = codec.encode(image, tmp_path / "x.pxl", bits_map=True)
     decoded, back = codec.decode(tmp_path / "x.pxl", tmp_path / "x.png")
     assert np.array_equal(decoded, np.asarray(image))
@@ -152,7 +152,7 @@ def test_an_rgb_context_bundle_codes_every_mode(context_bundles, photos, tmp_pat
         array[..., -1] = np.linspace(0, 255, 23, dtype=np.uint8)[None, :]
         image = Image.fromarray(array, mode)
     for bundle in (context_bundles["none"], adaptive_bundle(context_bundles["none"].parent, crop_dir)):
-        codec = open_codec(bundle, progress=False)
+        codec = open_codec(bundle, progress=False, fallback=False)  # the model's planes, not WebP's
         report = codec.encode(image, tmp_path / "m.pxl", bits_map=True)
         decoded, _ = codec.decode(tmp_path / "m.pxl", tmp_path / "m.png")
         assert decoded.shape == (17, 23, len(mode)) and np.array_equal(decoded, np.asarray(image).reshape(decoded.shape))
@@ -206,8 +206,8 @@ def test_bench_runs_a_context_bundle_beside_a_baseline(context_bundles, photos, 
 
 
 def test_the_shipped_bundle_is_intact_and_the_cli_default(photos, tmp_path):
-    """checkpoints/pixlm-context-v2 (git-tracked) is what `pixlm encode` uses without --bundle; a stream of
-    the previous bundle, pixlm-context-v1 (also shipped), still decodes."""
+    """checkpoints/pixlm-context-v3 (git-tracked) is what `pixlm encode` uses without --bundle; a stream of
+    an earlier bundle, pixlm-context-v1 (also shipped), still decodes."""
     import os
     import subprocess
     import sys
@@ -263,13 +263,13 @@ def test_classical_inputs_need_their_neighbours_and_follow_med():
     assert gap.shape == med.shape
 
 
-def adaptive_bundle(root, crop_dir, block=32, lr=1e-3):
+def adaptive_bundle(root, crop_dir, block=32, lr=1e-3, trunk_layers=None, delay=0):
     from trainer.codec.bundle import export_bundle
     from trainer.config import Adaptation
 
-    out = root / f"adaptive-{block}"
+    out = root / f"adaptive-{block}-{trunk_layers}-{delay}"
     if not out.exists():
-        export_bundle(root / "run" / "final", out, adaptation=Adaptation(block, lr, 1))
+        export_bundle(root / "run" / "final", out, adaptation=Adaptation(block, lr, 1, trunk_layers, delay))
     return out
 
 
@@ -279,12 +279,12 @@ def test_adaptive_bundle_round_trips_bit_exact_and_adapts(context_bundles, photo
 
     root = context_bundles["none"].parent
     image = photo_crop(photos, 48, 64)  # teacher-forced: 4.895 static, 4.780 adapted (measured)
-    adaptive = open_codec(adaptive_bundle(root, crop_dir), progress=False)
+    adaptive = open_codec(adaptive_bundle(root, crop_dir), progress=False, fallback=False)
     assert adaptive.numeric_mode.endswith("-adam-b32-lr0.001-s1")
     report = adaptive.encode(image, tmp_path / "a.pxl")
     decoded, _ = adaptive.decode(tmp_path / "a.pxl", tmp_path / "a.png")
     assert np.array_equal(decoded, np.asarray(image))
-    static = open_codec(context_bundles["none"], progress=False).encode(image, tmp_path / "s.pxl")
+    static = open_codec(context_bundles["none"], progress=False, fallback=False).encode(image, tmp_path / "s.pxl")
     # The adaptation really moved the weights: another stream, and fewer bits than the static model.
     assert report.file_bytes < static.file_bytes
     assert adaptive.model.state_dict()["skips.0.weight"].equal(
@@ -294,6 +294,58 @@ def test_adaptive_bundle_round_trips_bit_exact_and_adapts(context_bundles, photo
     array = np.asarray(image)
     assert adapted_bpsp(model, array, adaptive.bundle.adaptation) == pytest.approx(report.model_bpsp, abs=0.02)
     assert adapted_bpsp(model, array, None) == pytest.approx(static.model_bpsp, abs=0.02)
+
+
+@pytest.mark.parametrize("trunk_layers,delay", [(None, 1), (1, 0), (0, 1)])
+def test_partial_and_second_core_adaptation_round_trip_deterministically(context_bundles, photos, tmp_path, crop_dir,
+                                                                        trunk_layers, delay):
+    """Frozen lower layers (outputs kept from the coding pass) and training in a worker thread one
+    block late: still bit-exact, the same bytes on every run whatever the threads' timing, and
+    another schedule of weights than the plain adaptation (another stream)."""
+    from trainer.codec.adapt import adapted_bpsp
+    from trainer.codec.container import unpack
+    from trainer.codec.registry import open_codec
+
+    root = context_bundles["none"].parent
+    image = photo_crop(photos, 48, 64)
+    codec = open_codec(adaptive_bundle(root, crop_dir, trunk_layers=trunk_layers, delay=delay), progress=False,
+                       fallback=False)
+    assert codec.numeric_mode.endswith(codec.bundle.adaptation.tag)
+    streams = []
+    for run in range(2):
+        report = codec.encode(image, tmp_path / f"{run}.pxl")
+        streams.append((tmp_path / f"{run}.pxl").read_bytes())
+        decoded, _ = codec.decode(tmp_path / f"{run}.pxl")
+        assert np.array_equal(decoded, np.asarray(image))
+    assert streams[0] == streams[1]
+    plain = open_codec(adaptive_bundle(root, crop_dir), progress=False, fallback=False)
+    plain.encode(image, tmp_path / "plain.pxl")
+    assert unpack((tmp_path / "plain.pxl").read_bytes())[1] != unpack(streams[0])[1]  # payloads, not just headers
+    assert adapted_bpsp(codec.model, np.asarray(image), codec.bundle.adaptation) == pytest.approx(
+        report.model_bpsp, abs=0.02)
+
+
+def test_frozen_layers_stay_and_delayed_weights_arrive_one_block_late(context_bundles):
+    from trainer.codec.adapt import OnlineAdapter
+    from trainer.config import Adaptation
+    from trainer.models.context import ContextModel
+
+    model = ContextModel.from_pretrained(context_bundles["none"])
+    n = len(model.config.offsets) * model.config.channels
+    rng = torch.Generator().manual_seed(0)
+    blocks = [(torch.rand(40, n, generator=rng) * 2 - 1, torch.randint(0, 256, (40, 3), generator=rng, dtype=torch.uint8))
+              for _ in range(2)]
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    with OnlineAdapter(model, Adaptation(40, 1e-2, 1, trunk_layers=1, delay=1)) as adapter:
+        adapter.block_done(*blocks[0])
+        assert all(torch.equal(v, original[k]) for k, v in adapter.model.state_dict().items())  # still training
+        adapter.block_done(*blocks[1])
+        moved = adapter.model.state_dict()
+    last = 2 * (model.config.layers - 1)
+    assert torch.equal(moved["trunk.0.weight"], original["trunk.0.weight"])  # frozen
+    assert not torch.equal(moved[f"trunk.{last}.weight"], original[f"trunk.{last}.weight"])  # the top layer trains
+    assert not torch.equal(moved["heads.0.0.weight"], original["heads.0.0.weight"])
+    assert all(torch.equal(v, original[k]) for k, v in model.state_dict().items())  # the bundle's model untouched
 
 
 def test_adaptive_stream_is_the_same_with_one_or_two_threads(context_bundles, photos, tmp_path, crop_dir):
@@ -319,7 +371,7 @@ def test_adaptation_settings_are_checked(context_bundles, tmp_path):
     from trainer.codec.bundle import BundleError, export_bundle, open_bundle, write_manifest
     from trainer.config import Adaptation
 
-    for bad in ((0, 1e-4, 1), (64, 0.0, 1), (64, 1e-4, 0)):
+    for bad in ((0, 1e-4, 1), (64, 0.0, 1), (64, 1e-4, 0), (64, 1e-4, 1, -1), (64, 1e-4, 1, None, 2)):
         with pytest.raises(ValueError, match="adaptation"):
             Adaptation(*bad)
     with pytest.raises(BundleError, match="float32 context bundles"):
@@ -374,6 +426,7 @@ def test_overhead_is_measured_against_the_integer_tables_so_it_is_never_negative
 
     flat = Image.fromarray(np.full((40, 48, 3), 117, dtype=np.uint8))
     for bundle in context_bundles.values():
-        report = open_codec(bundle, progress=False).encode(flat, tmp_path / "flat.pxl", bits_map=True)
+        # the model's own stream (the codec as shipped would keep the smaller lossless WebP here)
+        report = open_codec(bundle, progress=False, fallback=False).encode(flat, tmp_path / "flat.pxl", bits_map=True)
         assert report.overhead >= 0
         assert report.bits.sum() == pytest.approx(report.model_bpsp * report.subpixels, rel=1e-6)

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("-o", "--output", dest="output_option", type=Path, default=None, metavar="OUTPUT",
                          help="the output, as an option (zstd's habit)")
         cmd.add_argument("--bundle", type=Path, default=None, help="codec bundle folder (default: "
-                         + ("the shipped checkpoints/pixlm-context-v2)" if name == "encode"
+                         + ("the shipped checkpoints/pixlm-context-v3)" if name == "encode"
                             else "the known bundle whose id the file names)"))
         cmd.add_argument("--threads", type=_positive, default=None, help="torch CPU threads of LM bundles (the output "
                          "does not depend on it; context bundles always compute on one thread)")
@@ -150,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
         cmd.add_argument("--keep-going", action="store_true", help="in a folder, go on past a failed file (exit code 2 at the end)")
         cmd.add_argument("--quiet", action="store_true", help="no progress bars")
+        if name == "encode":
+            cmd.add_argument("--no-fallback", action="store_true",
+                             help="always keep the model's stream (default: keep lossless WebP where it is smaller, "
+                                  "as on flat synthetic images)")
     export = commands.add_parser("export", help="turn a trained checkpoint (train.py's final/) into a codec bundle")
     export.add_argument("checkpoint", type=Path)
     export.add_argument("output", type=Path)
@@ -162,9 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--val-patches", type=int, default=16, help="random patches per image for --images")
     export.add_argument("--adapt-block", type=int, default=None,
                         help="context bundles: online adaptation, Adam steps after every N coded pixels "
-                             "(default 512, as the shipped v2; 0 turns it off; LM bundles: off)")
-    export.add_argument("--adapt-lr", type=float, default=1e-4, help="learning rate of the online adaptation")
-    export.add_argument("--adapt-steps", type=int, default=1, help="Adam steps per block of the online adaptation")
+                             "(default 512; 0 turns it off; LM bundles: off). The defaults are the shipped v3's")
+    export.add_argument("--adapt-lr", type=float, default=2e-4, help="learning rate of the online adaptation")
+    export.add_argument("--adapt-steps", type=int, default=2, help="Adam steps per block of the online adaptation")
+    export.add_argument("--adapt-trunk-layers", type=int, default=None,
+                        help="the trunk's top layers the online adaptation trains (default: all; heads always train)")
+    export.add_argument("--adapt-delay", type=int, choices=(0, 1), default=1,
+                        help="1: each block's adaptation runs on a second core while the next block is coded "
+                             "(its weights arrive one block late)")
     fetch = commands.add_parser("download", help="download an image set listed in a manifest, checksum-verified")
     fetch.add_argument("manifest", help="name in data/manifests (e.g. kodak) or a manifest .json path")
     fetch.add_argument("--dest", type=Path, required=True, help="folder to write the images to")
@@ -195,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             block = args.adapt_block
             if block is None:
                 block = 512 if model_kind(args.checkpoint) == "context" and args.quantize == "none" else 0
-            adaptation = Adaptation(block, args.adapt_lr, args.adapt_steps) if block else None
+            adaptation = Adaptation(block, args.adapt_lr, args.adapt_steps, args.adapt_trunk_layers,
+                                    args.adapt_delay) if block else None
             bundle = export_bundle(args.checkpoint, args.output, args.precision, quantize=args.quantize,
                                    images=args.images, val_patches=args.val_patches, adaptation=adaptation)
             print(f"bundle {bundle.path} (id {bundle.bundle_id[:16]}, precision {bundle.precision} bits, "
@@ -211,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                     bundle = args.bundle or find_bundle(read_header(path).bundle_id)
                 key = str(bundle.path if hasattr(bundle, "path") else bundle)
                 if key not in codecs:
-                    codecs[key] = open_codec(bundle, batch_size=args.batch_size, threads=args.threads, progress=not args.quiet)
+                    codecs[key] = open_codec(bundle, batch_size=args.batch_size, threads=args.threads, progress=not args.quiet,
+                                             fallback=not getattr(args, "no_fallback", False))
                 return codecs[key]
 
             return _code_all(args, pairs, open_for)

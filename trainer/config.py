@@ -169,16 +169,26 @@ class Adaptation:
     block: int = 1024  # coded pixels between two adaptation steps
     lr: float = 1e-4  # Adam learning rate
     steps: int = 1  # optimizer steps per block
+    # How many of the trunk's top layers train (None: all). The heads and skips always do; the
+    # layers below stay frozen, so their outputs are kept from the coding pass, not recomputed.
+    trunk_layers: int | None = None
+    # 1: a block's training runs on a second core while the next block is coded, and its weights
+    # predict from the block after that (trainer.codec.adapt); 0: train, then code on.
+    delay: int = 0
 
     def __post_init__(self):
-        if self.block < 1 or self.steps < 1 or not 0 < self.lr < 1:
-            raise RecipeError(f"adaptation block={self.block} lr={self.lr} steps={self.steps}: "
-                             "block and steps must be >= 1, lr in (0, 1)")
+        if (self.block < 1 or self.steps < 1 or not 0 < self.lr < 1 or (self.trunk_layers or 0) < 0
+                or self.delay not in (0, 1)):
+            raise RecipeError(f"adaptation block={self.block} lr={self.lr} steps={self.steps} "
+                             f"trunk_layers={self.trunk_layers} delay={self.delay}: block and steps must be >= 1, "
+                             "lr in (0, 1), trunk_layers >= 0 or null (all), delay 0 or 1")
 
     @property
     def tag(self) -> str:
         """Part of the numeric mode: a stream records how its weights moved."""
-        return f"adam-b{self.block}-lr{self.lr:g}-s{self.steps}"
+        layers = "" if self.trunk_layers is None else f"-t{self.trunk_layers}"
+        delay = f"-d{self.delay}" if self.delay else ""
+        return f"adam-b{self.block}-lr{self.lr:g}-s{self.steps}{layers}{delay}"
 
 
 def available_recipes(directory: Path = RECIPES_DIR) -> list[str]:

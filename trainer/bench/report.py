@@ -46,7 +46,8 @@ def write_markdown(report: dict, out: Path) -> Path:
              + (f", center crop {cfg['crop']}" if cfg["crop"] else "") + (f", first {cfg['limit']} images per set"
                                                                           if cfg["limit"] else "") + ".", "",
              "bpsp = 8 x file bytes / subpixels (every byte of each file; per set: total bits / total subpixels). "
-             "Model bpsp: the ideal code length of the integer tables coded; overhead: bpsp / model bpsp - 1 (header, coder). Speeds are subpixels per "
+             "Model bpsp: the ideal code length of the integer tables coded; overhead: bpsp / model bpsp - 1 (header, coder; "
+             "negative where a stream is the smaller lossless-WebP fallback, marked per image). Speeds are subpixels per "
              f"second, totals over the set; 'vs {ref}': decode speed as a ratio to {ref}'s in this run. "
              f"Exact: bit-exact decodes / decodes tried (bundles include --decode-variants). "
              f"Memory: {report['memory_method']}; shown as peak (extra over the step's start), MB.", ""]
@@ -91,7 +92,8 @@ def write_markdown(report: dict, out: Path) -> Path:
             if r["set"] == s["name"]:
                 by_image.setdefault(r["image"], {})[r["codec"]] = r
         for image, recs in by_image.items():
-            cells = [("✗" if not recs[n].get("ok") else f"{recs[n]['bpsp']:.4f}") if n in recs else "–"
+            cells = [("✗" if not recs[n].get("ok") else f"{recs[n]['bpsp']:.4f}"
+                      + (" (WebP fallback)" if recs[n].get("fallback") else "")) if n in recs else "–"
                      for n in s["codecs"]]
             lines.append(f"| {image} | " + " | ".join(cells) + " |")
         if (out / f"heatmap_{s['name']}.png").is_file():

@@ -236,6 +236,7 @@ def bench_bundle(entry: dict, array: np.ndarray, stream: Path, threads: int, var
         rec.update(encode_seconds=report.seconds, encode_memory=memory.peak(mem))
         rec["bytes"] = stream.stat().st_size
         rec["model_bpsp"] = report.model_bpsp
+        rec["fallback"] = report.fallback  # the stream is lossless WebP (trainer.codec.fallback)
     except Exception as err:  # noqa: BLE001 - any failure is a result
         rec["error"] = f"encode: {_error(err)}"
         return rec, None

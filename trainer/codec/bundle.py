@@ -92,8 +92,12 @@ def _model_card(checkpoint: Path, quantization: str, precision: int, parameters:
              f"| weights | {'int8, one symmetric float32 scale per row of every 2-D weight; float32 after load' if quantization == 'int8' else 'float32'} |",
              f"| probability precision | {precision} bits |"]
     if adaptation is not None:
-        lines.append(f"| online adaptation | Adam lr {adaptation.lr:g}, {adaptation.steps} step(s) after every "
-                     f"{adaptation.block} coded pixels, repeated by the decoder (trainer/codec/adapt.py) |")
+        trained = "all weights" if adaptation.trunk_layers is None else \
+            f"the top {adaptation.trunk_layers} trunk layer(s), heads and skips"
+        lines.append(f"| online adaptation | Adam lr {adaptation.lr:g}, {adaptation.steps} step(s) on {trained} after every "
+                     f"{adaptation.block} coded pixels, repeated by the decoder (trainer/codec/adapt.py)"
+                     + ("; each block's steps run on a second core while the next block is coded, and its "
+                        "weights predict from the block after that" if adaptation.delay else "") + " |")
     if measured is not None:
         lines.append(f"| validation bpsp (these weights) | {measured['bpsp']:.4f} |")
         if "fp32_bpsp" in measured:
@@ -228,7 +232,7 @@ def open_bundle(folder: Path) -> Bundle:
 
 
 # The bundle the project ships (git-tracked): what `pixlm encode` uses when no --bundle is given.
-DEFAULT_BUNDLE = resource("checkpoints") / "pixlm-context-v2"
+DEFAULT_BUNDLE = resource("checkpoints") / "pixlm-context-v3"
 
 
 def default_bundle() -> Bundle:

@@ -4,7 +4,7 @@ Layout (little-endian; spec also in docs/FORMAT.md):
 
     offset  size  field
     0       4     magic b"PXLM"
-    4       1     format version (1)
+    4       1     format version (1, 2; 3 for a fallback payload)
     5       16    bundle id (first 16 bytes of the bundle's sha256 id)
     21      1+n   numeric mode, length-prefixed ASCII (how probabilities were computed, e.g. "fp32-cpu-ftz-l16")
     .       1+n   image mode, length-prefixed ASCII ("L", "LA", "RGB", "RGBA")
@@ -14,7 +14,8 @@ Layout (little-endian; spec also in docs/FORMAT.md):
     .       8     payload length in bytes
     .       4     CRC32 of the payload
     .       4     CRC32 of every header byte before this field
-    .       ...   payload (32-bit words of the range coder)
+    .       ...   payload (32-bit words of the range coder; lossless WebP where the numeric mode
+                  is "webp-lossless", trainer.codec.fallback)
 
 Parsing checks magic, version, header CRC, field ranges, mode/channels agreement, payload length
 and payload CRC before any model runs; the pixel CRC is checked after decoding.
@@ -25,11 +26,13 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from trainer.codec import fallback
 from trainer.tokenize.pixels import CHANNELS
 
 MAGIC = b"PXLM"
 VERSION = 2  # 2: context streams may name an adapting numeric mode (layout unchanged from 1)
-READABLE = (1, 2)
+FALLBACK_VERSION = 3  # 3: the payload is the fallback codec's (same layout): older readers refuse it
+READABLE = (1, 2, 3)
 MAX_SUBPIXELS = 1 << 32  # a bound checked before anything is allocated (4 GiB of pixels)
 MAX_SIDE = 1 << 20
 _FIXED = struct.Struct("<IIBHHBIQI")  # width, height, channels, patch h, patch w, precision, pixel crc, payload len, payload crc
@@ -61,7 +64,8 @@ def _short_text(value: str) -> bytes:
 
 
 def pack(header: Header, payload: bytes) -> bytes:
-    body = (MAGIC + bytes([VERSION]) + header.bundle_id + _short_text(header.numeric_mode) + _short_text(header.mode)
+    version = FALLBACK_VERSION if header.numeric_mode == fallback.MODE else VERSION
+    body = (MAGIC + bytes([version]) + header.bundle_id + _short_text(header.numeric_mode) + _short_text(header.mode)
             + _FIXED.pack(header.width, header.height, header.channels, header.patch_height, header.patch_width,
                           header.precision, header.pixel_crc, len(payload), zlib.crc32(payload)))
     return body + struct.pack("<I", zlib.crc32(body)) + payload
@@ -99,14 +103,16 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     width, height, channels, ph, pw, precision, pixel_crc, payload_len, payload_crc = fields
     header = Header(data[5:21], texts[0], texts[1], width, height, channels, ph, pw, precision, pixel_crc)
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE and 0 < ph and 0 < pw and 8 <= precision <= 24
-            and CHANNELS.get(header.mode) == channels):
+            and CHANNELS.get(header.mode) == channels
+            and (data[4] == FALLBACK_VERSION) == (header.numeric_mode == fallback.MODE)
+            and (data[4] != FALLBACK_VERSION or max(width, height) <= fallback.MAX_SIDE)):
         raise FormatError("invalid header fields")
     # Every coded symbol costs at least -log2(1 - 255 / 2**precision) bits (each of the 256 values keeps a
     # frequency >= 1), so the payload bounds how many subpixels a stream can hold: a header claiming
     # more is refused before any image buffer is allocated.
     subpixels = width * height * channels
     min_bits = -math.log2(1 - 255 / (1 << precision))
-    if subpixels > MAX_SUBPIXELS or subpixels * min_bits > 8 * payload_len + 64:
+    if subpixels > MAX_SUBPIXELS or (data[4] != FALLBACK_VERSION and subpixels * min_bits > 8 * payload_len + 64):
         raise FormatError(f"invalid header fields ({width}x{height}x{channels} cannot be held in {payload_len} payload bytes)")
     payload = data[pos + 4:]
     if len(payload) < payload_len:

@@ -39,8 +39,8 @@ class Codec(StreamCodec):
     """The codec of LM bundles (PixelLM): patch rows decoded in order, patches of a row as one batch."""
 
     def __init__(self, bundle: Bundle | str | Path, batch_size: int = 256, threads: int | None = None,
-                 progress: bool = True):
-        super().__init__(bundle, progress)
+                 progress: bool = True, fallback: bool = True):
+        super().__init__(bundle, progress, fallback)
         self.threads = threads  # results do not depend on it (tested)
         self.prompt = self.model.prompt
         self.batch_size = max(1, batch_size)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainer.codec import fallback
 from trainer.codec.bundle import Bundle, open_bundle
 from trainer.codec.container import Header, pack, unpack
 from trainer.codec.entropy import Decoder, Encoder
@@ -32,6 +33,7 @@ class Report:
     file_bytes: int
     seconds: float
     model_bpsp: float | None = None  # ideal code length of the integer tables coded, bits per subpixel (encode only)
+    fallback: bool = False  # the stream holds the fallback payload (lossless WebP), smaller than the model's
     timing: dict = field(default_factory=dict)
     # encode(..., bits_map=True): (H, W, C) float32, the code length -log2(freq / 2**precision) of each
     # subpixel under the integer tables actually coded, at its pixel position (header/flush not included)
@@ -53,6 +55,8 @@ class Report:
         line = f"{self.path}: {self.width}x{self.height}x{self.channels}, {self.file_bytes} bytes, {self.bpsp:.4f} bpsp"
         if self.model_bpsp is not None:
             line += f" (ideal code length {self.model_bpsp:.4f} bpsp, overhead {100 * self.overhead:.2f}%)"
+        if self.fallback:
+            line += ", lossless WebP: smaller than the model's stream"
         line += f", {verb} {self.seconds:.2f} s, {self.subpixels / self.seconds:,.0f} subpixels/s"
         if self.timing:  # where the time went: model, quantize (frequency tables), coder, other (Python, I/O)
             line += " [" + ", ".join(f"{k} {v:.1f} s" for k, v in self.timing.items()) + "]"
@@ -81,14 +85,19 @@ class StreamCodec:
     patch height and width written into streams) and implements the prediction order:
     `_encode_symbols(image, encoder, bits)` codes every symbol and returns their ideal code length
     in bits under the integer tables it coded with (so the overhead in a Report means what it says),
-    and `_decode_symbols(header, decoder)` returns the decoded image."""
+    and `_decode_symbols(header, decoder)` returns the decoded image.
+
+    With `fallback` (the default) the encoder also writes the image as lossless WebP
+    (trainer.codec.fallback) and keeps the smaller stream; `fallback=False` always keeps the model's
+    (studies of the model itself). Every decoder reads both."""
 
     numeric_mode: str
     layout: tuple[int, int]
     threads: int | None = None  # torch threads while coding; None: the caller's
 
-    def __init__(self, bundle: Bundle | str | Path, progress: bool = True):
+    def __init__(self, bundle: Bundle | str | Path, progress: bool = True, fallback: bool = True):
         self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+        self.fallback = fallback
         torch.set_flush_denormal(True)  # part of the numeric mode: both sides must agree
         self.model = self.bundle.load_model()
         self.progress = progress
@@ -117,18 +126,29 @@ class StreamCodec:
         bits = np.zeros(image.shape, dtype=np.float32) if bits_map else None
         with torch_threads(self.threads):
             ideal_bits = self._encode_symbols(image, encoder, bits)
-        size = self._write(image, encoder.finish(), out_path)
+        payload, numeric_mode = encoder.finish(), self.numeric_mode
+        if self.fallback:
+            webp = self._timed("fallback", fallback.encode, image)
+            if webp is not None and len(webp) < len(payload):
+                payload, numeric_mode = webp, fallback.MODE
+        size = self._write(image, payload, out_path, numeric_mode)
         seconds = time.perf_counter() - start
         return Report(str(out_path), width, height, channels, size, seconds, model_bpsp=ideal_bits / image.size,
-                      timing=self._breakdown(seconds), bits=bits)
+                      fallback=numeric_mode == fallback.MODE, timing=self._breakdown(seconds), bits=bits)
 
     def decode(self, in_path, out_path=None) -> tuple[np.ndarray, Report]:
         """Decode a .pxl file (checked end to end); writes a PNG if out_path is given."""
         start = time.perf_counter()
         self.timing = {}
         header, payload, size = self._read(in_path)
-        with torch_threads(self.threads):
-            image = self._decode_symbols(header, Decoder(payload, header.precision))
+        if header.numeric_mode == fallback.MODE:
+            try:
+                image = fallback.decode(payload, header.height, header.width, header.channels)
+            except ValueError as err:
+                raise CodecError(str(err)) from None
+        else:
+            with torch_threads(self.threads):
+                image = self._decode_symbols(header, Decoder(payload, header.precision))
         self._finish(image, header, out_path)
         seconds = time.perf_counter() - start
         return image, Report(str(in_path), header.width, header.height, header.channels, size, seconds,
@@ -141,10 +161,10 @@ class StreamCodec:
     def _check_channels(self, channels: int) -> None:
         """Refuse images of a channel count this codec cannot code (every count, by default, can)."""
 
-    def _write(self, image: np.ndarray, payload: bytes, out_path) -> int:
+    def _write(self, image: np.ndarray, payload: bytes, out_path, numeric_mode: str) -> int:
         """Write the stream of `image`; its size in bytes."""
         height, width, channels = image.shape
-        header = Header(bytes.fromhex(self.bundle.bundle_id)[:16], self.numeric_mode,
+        header = Header(bytes.fromhex(self.bundle.bundle_id)[:16], numeric_mode,
                         MODES[channels], width, height, channels,
                         *self.layout, self.bundle.precision, zlib.crc32(image.tobytes()))
         data = pack(header, payload)
@@ -162,7 +182,7 @@ class StreamCodec:
         if header.bundle_id != bytes.fromhex(self.bundle.bundle_id)[:16]:
             raise CodecError(f"this file was encoded with bundle {header.bundle_id.hex()}..., not with "
                              f"{self.bundle.path} ({self.bundle.bundle_id[:32]}...)")
-        if header.numeric_mode != self.numeric_mode:
+        if header.numeric_mode not in (self.numeric_mode, fallback.MODE):
             raise CodecError(f"this file was encoded in numeric mode {header.numeric_mode}; this decoder computes "
                              f"{self.numeric_mode}: decoding would not reproduce its probabilities")
         if (header.patch_height, header.patch_width, header.precision) != (*self.layout, self.bundle.precision):

@@ -37,10 +37,11 @@ class ContextCodec(StreamCodec):
     layout = (1, 1)  # no patches
     threads = 1  # part of the numeric mode, whatever the caller's setting
 
-    def __init__(self, bundle, batch_size: int | None = None, threads: int | None = None, progress: bool = True):
+    def __init__(self, bundle, batch_size: int | None = None, threads: int | None = None, progress: bool = True,
+                 fallback: bool = True):
         """`batch_size` and `threads` (the LM codec's options) are accepted and ignored: a wavefront is
         the batch, and the numeric mode above fixes one thread."""
-        super().__init__(bundle, progress)
+        super().__init__(bundle, progress, fallback)
         adaptation = self.bundle.adaptation
         self.numeric_mode = NUMERIC_MODE + (f"-{adaptation.tag}" if adaptation else "")
 
@@ -54,13 +55,23 @@ class ContextCodec(StreamCodec):
         return image
 
     def _run(self, fronts, canvas, image, source, desc: str) -> None:
+        adapter = OnlineAdapter(self.model, self.bundle.adaptation) if self.bundle.adaptation else None
+        try:
+            self._fronts(fronts, canvas, image, source, desc, adapter)
+        finally:
+            if adapter:
+                adapter.close()
+
+    def _fronts(self, fronts, canvas, image, source, desc: str, adapter) -> None:
         cfg = self.model.config
         top, left = cfg.rows_above, cfg.cols_side + cfg.cols_left
-        adapter = OnlineAdapter(self.model, self.bundle.adaptation) if self.bundle.adaptation else None
         model = adapter.model if adapter else self.model
+        frozen = adapter.frozen if adapter else 0
         for ys, xs in tqdm(fronts, desc=desc, unit="front", disable=not self.progress, mininterval=0.5):
             ys_t, xs_t = torch.from_numpy(ys), torch.from_numpy(xs)
-            features = self._timed("model", lambda: model.features(model.context(canvas, ys_t, xs_t)))
+            context = self._timed("model", model.context, canvas, ys_t, xs_t)
+            lower = self._timed("model", model.lower, context, frozen)
+            features = self._timed("model", model.features_from, lower, context, frozen)
             previous = canvas.new_zeros(len(ys), 0)
             for c in range(cfg.channels):
                 log_probs = self._timed("model", model.log_probs, features, c, previous)
@@ -71,7 +82,7 @@ class ContextCodec(StreamCodec):
                 canvas[ys_t + top, xs_t + left, c] = scaled
                 previous = torch.cat([previous, scaled[:, None]], 1)
             if adapter:
-                self._timed("adapt", adapter.coded, ys, xs, canvas, image)
+                self._timed("adapt", adapter.coded, ys, xs, canvas, image, lower if frozen else None)
 
     def _planes(self, channels: int) -> list[tuple[int, ...]]:
         """Which image channels each coded plane carries. An RGB model codes every mode: L as one

@@ -106,7 +106,12 @@ class ContextModel(nn.Module):
 
     # -- distributions ------------------------------------------------------------------------
     def features(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """What the channel heads need: (trunk features, the context itself for the linear skips).
+        """What the channel heads need: (trunk features, the context itself for the linear skips)."""
+        return self.features_from(self.lower(context, 0), context, 0)
+
+    def lower(self, context: torch.Tensor, frozen: int) -> torch.Tensor:
+        """The trunk's input, through its first `frozen` layers: what an adapter that trains only
+        the layers above keeps from the coding pass instead of recomputing.
 
         The trunk sees the window relative to the left neighbour (brightness does not change the
         shape of the prediction), the local gradients, and the left neighbour itself."""
@@ -116,7 +121,11 @@ class ContextModel(nn.Module):
         parts = [(pixels - anchor[:, None]).flatten(1), 4 * gradients.flatten(1), anchor]
         if self.classical is not None:
             parts += [prediction - anchor for prediction in _med_gap(pixels, self.classical)]
-        return self.trunk(torch.cat(parts, 1)), context
+        return self.trunk[:2 * frozen](torch.cat(parts, 1))
+
+    def features_from(self, lower: torch.Tensor, context: torch.Tensor, frozen: int) -> tuple:
+        """`features` from the output of `lower(context, frozen)` (same modules, same floats)."""
+        return self.trunk[2 * frozen:](lower), context
 
     def mixture(self, features: tuple, channel: int, previous: torch.Tensor) -> tuple:
         """(logit weights, means, log scales), each (N, K), of channel `channel`'s mixture;
@@ -154,7 +163,10 @@ class ContextModel(nn.Module):
 
     def forward(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(N, C) bits of each target subpixel (uint8 values) given its context (training loss)."""
-        features = self.features(context)
+        return self.bits(self.features(context), target)
+
+    def bits(self, features: tuple, target: torch.Tensor) -> torch.Tensor:
+        """`forward` from `features`' output."""
         scaled = scale(target)
         bits = []
         for c in range(self.config.channels):
