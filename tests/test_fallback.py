@@ -92,3 +92,15 @@ def test_bad_fallback_streams_fail_with_one_clear_error(codecs, tmp_path, monkey
     (tmp_path / "bad.pxl").write_bytes(pack(dataclasses.replace(header, numeric_mode=codecs[True].numeric_mode), payload))
     with pytest.raises(FormatError, match="invalid header fields"):
         codecs[True].decode(tmp_path / "bad.pxl")
+
+
+def test_cli_keeps_the_models_stream_with_no_fallback(tmp_path):
+    from trainer.cli import main
+
+    screenshot(24, 16).save(tmp_path / "s.png")
+    for flag, name, mode in (([], "shipped.pxl", fallback.MODE), (["--no-fallback"], "model.pxl", None)):
+        assert main(["encode", str(tmp_path / "s.png"), str(tmp_path / name), "--quiet", *flag]) == 0
+        header, _ = unpack((tmp_path / name).read_bytes())
+        assert (header.numeric_mode == fallback.MODE) == (mode is not None)
+        assert main(["decode", str(tmp_path / name), str(tmp_path / f"{name}.png"), "--quiet"]) == 0
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"{name}.png")), np.asarray(screenshot(24, 16)))

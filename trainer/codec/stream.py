@@ -33,7 +33,9 @@ class Report:
     file_bytes: int
     seconds: float
     model_bpsp: float | None = None  # ideal code length of the integer tables coded, bits per subpixel (encode only)
-    fallback: bool = False  # the stream holds the fallback payload (lossless WebP), smaller than the model's
+    # The stream holds the fallback payload (lossless WebP), smaller than the model's; model_bpsp and
+    # bits still describe the model's tables, so overhead is then negative.
+    fallback: bool = False
     timing: dict = field(default_factory=dict)
     # encode(..., bits_map=True): (H, W, C) float32, the code length -log2(freq / 2**precision) of each
     # subpixel under the integer tables actually coded, at its pixel position (header/flush not included)

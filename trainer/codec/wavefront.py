@@ -44,6 +44,8 @@ class ContextCodec(StreamCodec):
         super().__init__(bundle, progress, fallback)
         adaptation = self.bundle.adaptation
         self.numeric_mode = NUMERIC_MODE + (f"-{adaptation.tag}" if adaptation else "")
+        # cores busy while coding one image: the coder, and the adaptation's worker thread (delay 1)
+        self.cores = 1 + bool(adaptation and adaptation.delay)
 
     @torch.no_grad()
     def _wavefronts(self, height: int, width: int, source, desc: str) -> np.ndarray:
