@@ -430,3 +430,27 @@ def test_overhead_is_measured_against_the_integer_tables_so_it_is_never_negative
         report = open_codec(bundle, progress=False, fallback=False).encode(flat, tmp_path / "flat.pxl", bits_map=True)
         assert report.overhead >= 0
         assert report.bits.sum() == pytest.approx(report.model_bpsp * report.subpixels, rel=1e-6)
+
+
+def test_distillation_from_a_context_teacher_pulls_the_student_to_its_distributions(context_bundles, tmp_path, crop_dir):
+    """teacher=FOLDER: the KL term is 0 for a student equal to its teacher, a kd_ratio=1 run moves a
+    fresh student's distributions towards the teacher's, and a teacher of another window is refused."""
+    from trainer.tokenize.pixels import image_files
+    from trainer.train.context import distillation_kl, load_images, val_windows
+
+    teacher_dir = context_bundles["none"].parent / "run" / "final"
+    teacher = ContextModel.from_pretrained(teacher_dir)
+    contexts, targets = val_windows(load_images(image_files(crop_dir)[:2], 3), teacher, 1, 24)
+    assert distillation_kl(teacher, teacher, contexts, targets, 1.0).item() == pytest.approx(0.0, abs=1e-5)
+    fresh = ContextModel(teacher.config)
+    before = distillation_kl(teacher, fresh, contexts, targets, 1.0).item()
+    metrics = train_context(tiny_recipe(tmp_path, crop_dir, f"teacher={teacher_dir}", "kd_ratio=1.0",
+                                        "max_steps=20", "eval_every=20", "save_every=20", "lr=1e-2"))
+    assert metrics["teacher"]["path"] == str(teacher_dir) and metrics["teacher"]["val_bpsp"] > 0
+    student = ContextModel.from_pretrained(tmp_path / "run" / "final")
+    assert distillation_kl(teacher, student, contexts, targets, 1.0).item() < 0.8 * before
+    with pytest.raises(RecipeError, match="window"):
+        train_context(tiny_recipe(tmp_path / "other", crop_dir, f"teacher={teacher_dir}", "model.rows_above=2",
+                                  "max_steps=2"))
+    with pytest.raises(RecipeError, match="not a context model"):
+        train_context(tiny_recipe(tmp_path / "none", crop_dir, f"teacher={tmp_path / 'missing'}", "max_steps=2"))

@@ -159,6 +159,11 @@ class ContextTrainConfig(RunConfig):
     val_crop_size: int = 128
     threads: int = 0  # 0: torch's default (every core)
     slice_minutes: float = 0.0  # > 0: save the state and stop after this much wall time (resume=true goes on)
+    # Distillation: a trained context model (final/ or bundle folder) with the same window teaches
+    # the student on the 256-way distributions; loss = (1 - kd_ratio) * CE + kd_ratio * T^2 * KL.
+    teacher: str = ""
+    temperature: float = 1.0
+    kd_ratio: float = 0.5
     model: ContextConfig = field(default_factory=ContextConfig)
     data: DataConfig = field(default_factory=DataConfig)
 

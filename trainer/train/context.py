@@ -9,6 +9,11 @@ resume=true), so long runs go in slices. The crops of step s come from an RNG se
 resumed run sees the same batches as an uninterrupted one without storing a data position.
 Validation: fixed crops of whole held-out images (split by image, never by crop), bits summed
 then divided once. Kodak is never a default here: it is the benchmark.
+
+Distillation (`teacher=FOLDER`): a frozen context model with the same window (larger hidden,
+layers or mixtures) teaches on the full 256-way distributions of every training subpixel, the
+same quantity the codec codes with; loss = (1 - kd_ratio) * CE + kd_ratio * T^2 * KL(teacher_T ||
+student_T), in bits. The student's val bpsp is measured exactly as without a teacher.
 """
 
 import json
@@ -22,10 +27,11 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from trainer.config import ContextTrainConfig, flat_dict
-from trainer.models.context import ContextModel, ImageStack, pixel_grid
+from trainer.config import ContextTrainConfig, RecipeError, flat_dict
+from trainer.models.context import ContextModel, ImageStack, pixel_grid, scale
 from trainer.train.data import DataError, split_images
 from trainer.train.checkpointing import STATE_FILE, find_resume, lr_lambda, save_checkpoint, save_final
+from trainer.train.distill import kl_bits
 from trainer.tokenize.pixels import ImageModeError, load_image
 
 
@@ -62,6 +68,34 @@ def evaluate(model: ContextModel, contexts, targets, chunk: int = 65536) -> floa
     return bits / targets.numel()
 
 
+def load_context_teacher(cfg: ContextTrainConfig, device) -> ContextModel | None:
+    """The frozen teacher of `teacher=` (None without one); its window must be the student's, so
+    both read the same contexts."""
+    if not cfg.teacher or cfg.kd_ratio == 0:  # kd_ratio=0: the same recipe on the data alone (the A/B)
+        return None
+    try:
+        teacher = ContextModel.from_pretrained(cfg.teacher)
+    except (OSError, ValueError, KeyError) as err:
+        raise RecipeError(f"teacher={cfg.teacher}: not a context model folder ({str(err).splitlines()[0]})") from None
+    window = lambda c: (c.channels, c.rows_above, c.cols_side, c.cols_left)  # noqa: E731
+    if window(teacher.config) != window(cfg.model):
+        raise RecipeError(f"teacher={cfg.teacher}: its window (channels, rows_above, cols_side, cols_left) "
+                          f"{window(teacher.config)} differs from the student's {window(cfg.model)}")
+    return teacher.to(device).eval().requires_grad_(False)
+
+
+def distillation_kl(teacher: ContextModel, student: ContextModel, contexts, targets, temperature: float):
+    """Mean KL(teacher_T || student_T) in bits over every subpixel of the batch: the full 256-way
+    distributions, each channel given the pixel's true earlier channels (as in coding)."""
+    previous = scale(targets)
+    with torch.no_grad():
+        taught = teacher.features(contexts)
+        teacher_log_probs = [teacher.log_probs(taught, c, previous[:, :c]) for c in range(targets.shape[1])]
+    features = student.features(contexts)
+    return torch.stack([kl_bits(teacher_log_probs[c], student.log_probs(features, c, previous[:, :c]), temperature)
+                        for c in range(targets.shape[1])]).mean()
+
+
 def train_context(cfg: ContextTrainConfig) -> dict:
     """Train a ContextModel; writes output_dir/final (config.json, model.safetensors, recipe, metrics)."""
     out = Path(cfg.output_dir)
@@ -83,6 +117,7 @@ def train_context(cfg: ContextTrainConfig) -> dict:
         raise DataError(f"crop_size={cfg.crop_size} is larger than a training image ({small} px)")
     stack = ImageStack(train_images, model, accelerator.device)
     del train_images
+    teacher = load_context_teacher(cfg, accelerator.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_lambda, cfg=cfg))
     parameters = sum(p.numel() for p in model.parameters())
@@ -93,6 +128,9 @@ def train_context(cfg: ContextTrainConfig) -> dict:
     step = 0
     metrics = {"parameters": parameters, "train_images": len(stack.sizes), "val_images": len(val_paths),
                "val_subpixels": val_targets.numel()}
+    if teacher is not None:
+        metrics["teacher"] = {"path": cfg.teacher, "kd_ratio": cfg.kd_ratio, "temperature": cfg.temperature,
+                              "val_bpsp": evaluate(teacher, val_contexts, val_targets)}
     checkpoint = find_resume(cfg.resume, out)
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
@@ -117,7 +155,10 @@ def train_context(cfg: ContextTrainConfig) -> dict:
             contexts, targets = stack.crops(raw, cfg.batch_crops, cfg.crop_size, rng)
             with accelerator.autocast():
                 loss_bits = model(contexts, targets)
-            loss = loss_bits.mean()
+                loss = loss_bits.mean()
+                if teacher is not None:
+                    kl = distillation_kl(teacher, raw, contexts, targets, cfg.temperature)
+                    loss = (1 - cfg.kd_ratio) * loss + cfg.kd_ratio * cfg.temperature ** 2 * kl
             accelerator.backward(loss)
             if cfg.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
