@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from trainer.config import DistillConfig, RecipeError, TrainConfig, load_recipe
-from trainer.train.distill import distill, kl_bits
+from trainer.train.distill import distill
+from trainer.train.kd import kl_bits
 from trainer.models.pixel_lm import PixelLM, count_parameters
 
 REPO = Path(__file__).resolve().parent.parent

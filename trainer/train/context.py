@@ -31,7 +31,7 @@ from trainer.config import ContextTrainConfig, RecipeError, flat_dict
 from trainer.models.context import ContextModel, ImageStack, pixel_grid, scale
 from trainer.train.data import DataError, split_images
 from trainer.train.checkpointing import STATE_FILE, find_resume, lr_lambda, save_checkpoint, save_final
-from trainer.train.distill import kl_bits
+from trainer.train.kd import kl_bits
 from trainer.tokenize.pixels import ImageModeError, load_image
 
 

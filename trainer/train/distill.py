@@ -19,13 +19,12 @@
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from trainer.config import DistillConfig, RecipeError
 from trainer.train.loop import train
 from trainer.models.pixel_lm import ModelLoadError, PixelLM, load_prompt_parts
-from trainer.units import LN2
+from trainer.train.kd import kl_bits
 
 
 def check_recipe(cfg: DistillConfig) -> None:
@@ -58,13 +57,6 @@ def build_student(cfg: DistillConfig) -> PixelLM:
     config._attn_implementation = cfg.model.attn_implementation
     lm = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, cfg.model.dtype))
     return PixelLM(lm, tokenizer, vocab, prompt)
-
-
-def kl_bits(teacher_log_probs: torch.Tensor, student_log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(teacher_T || student_T) in bits for each row of (N, 256) log-probabilities."""
-    t = F.log_softmax(teacher_log_probs.float() / temperature, dim=-1)
-    s = F.log_softmax(student_log_probs.float() / temperature, dim=-1)
-    return (t.exp() * (t - s)).sum(-1) / LN2
 
 
 class Distiller:
