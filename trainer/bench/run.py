@@ -482,7 +482,7 @@ def _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resu
                 path.unlink()
     codecs = [{"name": e["name"], "kind": "bundle", "path": e["path"], "bundle_id": e.get("bundle_id"),
                "load_seconds": e.get("load_seconds"), "load_error": e.get("load_error"),
-               "batch_size": batch_size, "cores_charged": getattr(e.get("codec"), "cores", None) or threads}
+               "batch_size": batch_size, "cores_charged": getattr(e.get("codec"), "cores", None) or threads}  # codec None: it did not load
               for e in entries]
     codecs += [{"name": b.name, "kind": "baseline", "description": b.description,
                 "cores_charged": threads if b.threaded else 1} for b in base]

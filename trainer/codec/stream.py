@@ -96,6 +96,7 @@ class StreamCodec:
     numeric_mode: str
     layout: tuple[int, int]
     threads: int | None = None  # torch threads while coding; None: the caller's
+    cores: int | None = None  # cores one coding run keeps busy, where it is not `threads` (the bench's cost)
 
     def __init__(self, bundle: Bundle | str | Path, progress: bool = True, fallback: bool = True):
         self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
