@@ -4,6 +4,9 @@ codec's blocks. Never run it on Kodak: choices are made on held-out photos and c
 
     python benchmarks/adapt_study.py --checkpoints A/final B/final --images DIR [DIR ...] \
         --settings static 1024,1e-4,1 512,1e-4,1 --crop 512x384 --out benchmarks/adapt_study.json
+
+A checkpoint may also be a codec bundle: an integer bundle (`--quantize integer`) is then
+measured in its own arithmetic, the codec's exact predictions.
 """
 
 import argparse
@@ -17,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from trainer.codec.adapt import adapted_bpsp  # noqa: E402
+from trainer.codec.bundle import MANIFEST_FILE, open_bundle  # noqa: E402
 from trainer.config import Adaptation  # noqa: E402
 from trainer.models.context import ContextModel  # noqa: E402
 from trainer.tokenize.pixels import image_files, load_image  # noqa: E402
@@ -62,7 +66,8 @@ def main() -> None:
     subpixels = sum(im.size for im in images)
     results = []
     for checkpoint in args.checkpoints:
-        model = ContextModel.from_pretrained(checkpoint)
+        model = open_bundle(checkpoint).load_model() if (checkpoint / MANIFEST_FILE).is_file() \
+            else ContextModel.from_pretrained(checkpoint)
         for setting in args.settings:
             adaptation = None if setting == "static" else parse_setting(setting)
             start = time.perf_counter()

@@ -118,13 +118,15 @@ def test_set_totals_are_total_bits_over_total_subpixels(run):
         decode = sum(r["decode_seconds"] for r in ok)
         assert totals["decode_subpixels_per_s"] == pytest.approx(subpixels / decode)
         ref = s["codecs"][REFERENCE]
-        assert totals["decode_speed_vs_ref"] == pytest.approx(totals["decode_subpixels_per_s"]
-                                                              / ref["decode_subpixels_per_s"])
+        for key in ("encode", "decode"):
+            assert totals[f"{key}_speed_vs_ref"] == pytest.approx(totals[f"{key}_subpixels_per_s"]
+                                                                  / ref[f"{key}_subpixels_per_s"])
     tiny = s["codecs"]["tiny"]
     ok = by_codec(report, "tiny")
     assert tiny["model_bpsp"] == pytest.approx(sum(r["model_bpsp"] * r["subpixels"] for r in ok)
                                                / sum(r["subpixels"] for r in ok))
     assert s["codecs"][REFERENCE]["decode_speed_vs_ref"] == pytest.approx(1.0)
+    assert s["codecs"][REFERENCE]["encode_speed_vs_ref"] == pytest.approx(1.0)
 
 
 def test_broken_bundles_are_failures_not_crashes(run):

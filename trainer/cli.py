@@ -142,10 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("-o", "--output", dest="output_option", type=Path, default=None, metavar="OUTPUT",
                          help="the output, as an option (zstd's habit)")
         cmd.add_argument("--bundle", type=Path, default=None, help="codec bundle folder (default: "
-                         + ("the shipped checkpoints/pixlm-context-v3)" if name == "encode"
+                         + ("the shipped checkpoints/pixlm-context-v4)" if name == "encode"
                             else "the known bundle whose id the file names)"))
-        cmd.add_argument("--threads", type=_positive, default=None, help="torch CPU threads of LM bundles (the output "
-                         "does not depend on it; context bundles always compute on one thread)")
+        cmd.add_argument("--threads", type=_positive, default=None, help="torch CPU threads of LM and integer bundles (the "
+                         "output does not depend on it; float context bundles always compute on one thread)")
         cmd.add_argument("--batch-size", type=_positive, default=256, help="patches per model call (the output does not depend on it)")
         cmd.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
         cmd.add_argument("--keep-going", action="store_true", help="in a folder, go on past a failed file (exit code 2 at the end)")
@@ -158,8 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("checkpoint", type=Path)
     export.add_argument("output", type=Path)
     export.add_argument("--precision", type=int, default=16, help="bits of the integer probability tables (8..24)")
-    export.add_argument("--quantize", choices=("none", "int8"), default="none",
-                        help="int8: weight-only int8, one scale per row (~4x smaller; decoded in float32, bit-exact)")
+    export.add_argument("--quantize", choices=("none", "int8", "integer"), default="none",
+                        help="int8: weight-only int8, one scale per row (~4x smaller; decoded in float32, bit-exact "
+                             "on the same machine kind); integer: context bundles coded in integer arithmetic, "
+                             "streams that decode bit-exactly on any machine (needs --calibrate)")
+    export.add_argument("--calibrate", type=Path, nargs="+", default=None,
+                        help="--quantize integer: training images (files or folders, 16 used) whose crops set the "
+                             "activation grids")
     export.add_argument("--images", type=Path, default=None,
                         help="measure the model card's validation bpsp on patches of these images "
                              "(default: the checkpoint's metrics.json)")
@@ -203,13 +208,14 @@ def main(argv: list[str] | None = None) -> int:
 
             block = args.adapt_block
             if block is None:
-                block = 512 if model_kind(args.checkpoint) == "context" and args.quantize == "none" else 0
+                block = 512 if model_kind(args.checkpoint) == "context" and args.quantize != "int8" else 0
             adaptation = Adaptation(block, args.adapt_lr, args.adapt_steps, args.adapt_trunk_layers,
                                     args.adapt_delay) if block else None
             bundle = export_bundle(args.checkpoint, args.output, args.precision, quantize=args.quantize,
-                                   images=args.images, val_patches=args.val_patches, adaptation=adaptation)
+                                   images=args.images, val_patches=args.val_patches, adaptation=adaptation,
+                                   calibrate=args.calibrate)
             print(f"bundle {bundle.path} (id {bundle.bundle_id[:16]}, precision {bundle.precision} bits, "
-                  f"weights {'int8' if bundle.quantization == 'int8' else 'float32'})")
+                  f"{ {'int8': 'int8 weights', 'integer': 'integer arithmetic'}.get(bundle.quantization, 'float32 weights')})")
         else:
             pairs = plan(args.command, args.input, output_of(args), args.force)  # every output checked before any work
             codecs = {}

@@ -48,13 +48,13 @@ def write_markdown(report: dict, out: Path) -> Path:
              "bpsp = 8 x file bytes / subpixels (every byte of each file; per set: total bits / total subpixels). "
              "Model bpsp: the ideal code length of the integer tables coded; overhead: bpsp / model bpsp - 1 (header, coder; "
              "negative where a stream is the smaller lossless-WebP fallback, marked per image). Speeds are subpixels per "
-             f"second, totals over the set; 'vs {ref}': decode speed as a ratio to {ref}'s in this run. "
+             f"second, totals over the set; 'vs {ref}': speed as a ratio to {ref}'s in this run (encode / decode). "
              f"Exact: bit-exact decodes / decodes tried (bundles include --decode-variants). "
              f"Memory: {report['memory_method']}; shown as peak (extra over the step's start), MB.", ""]
     for s in report["sets"]:
         lines += [f"## {s['name']} ({s['images_done']}/{s['images']} images, {s['path']})", "",
                   "| codec | ok | bpsp | model bpsp | overhead | encode s | decode s | encode sp/s | decode sp/s "
-                  f"| decode vs {ref} | exact | enc peak MB | dec peak MB |",
+                  f"| vs {ref} (enc / dec) | exact | enc peak MB | dec peak MB |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for name, t in s["codecs"].items():
             mem = lambda k: (f"{t[f'{k}_peak_rss_mb']:.0f} (+{t[f'{k}_peak_rss_delta_mb']:.0f})"  # noqa: E731
@@ -63,7 +63,8 @@ def write_markdown(report: dict, out: Path) -> Path:
                 f"| {name} | {t['images_ok']}/{t['images_tried']} | {_f(t['bpsp'], 4)} | {_f(t.get('model_bpsp'), 4)} "
                 f"| {_f(100 * t['overhead'], 2, ' %') if t.get('overhead') is not None else '–'} "
                 f"| {_f(t['encode_seconds'], 2)} | {_f(t['decode_seconds'], 2)} | {format_speed(t['encode_subpixels_per_s'])} "
-                f"| {format_speed(t['decode_subpixels_per_s'])} | {_ratio(t['decode_speed_vs_ref'])} "
+                f"| {format_speed(t['decode_subpixels_per_s'])} | {_ratio(t.get('encode_speed_vs_ref'))} / "
+                f"{_ratio(t['decode_speed_vs_ref'])} "
                 f"| {t['decodes_exact']}/{t['decodes_tried']} | {mem('encode')} | {mem('decode')} |")
         failures = [(name, f) for name, t in s["codecs"].items() for f in t["failures"]]
         if failures:

@@ -593,8 +593,9 @@ def build_report(config: dict, sets: list[dict], jobs: list[Job], codecs: list[d
     ref_by_image = {(r["set"], r["image"]): r for r in images if r["codec"] == REFERENCE and r.get("ok")}
     for rec in images:
         ref = ref_by_image.get((rec["set"], rec["image"]))
-        rec["decode_speed_vs_ref"] = (rec["decode_subpixels_per_s"] / ref["decode_subpixels_per_s"]
-                                      if ref and rec.get("ok") else None)
+        for key in ("encode", "decode"):
+            rec[f"{key}_speed_vs_ref"] = (rec[f"{key}_subpixels_per_s"] / ref[f"{key}_subpixels_per_s"]
+                                          if ref and rec.get("ok") else None)
     prices = config["cost"]
     out_sets = []
     for s in sets:
@@ -605,8 +606,10 @@ def build_report(config: dict, sets: list[dict], jobs: list[Job], codecs: list[d
             entry["codecs"][c["name"]] = _totals([r for r in images if r["set"] == s["name"] and r["codec"] == c["name"]])
         ref = entry["codecs"].get(REFERENCE)
         for name, totals in entry["codecs"].items():
-            ok = ref and ref["decode_subpixels_per_s"] and totals["decode_subpixels_per_s"]
-            totals["decode_speed_vs_ref"] = totals["decode_subpixels_per_s"] / ref["decode_subpixels_per_s"] if ok else None
+            for key in ("encode", "decode"):
+                ok = ref and ref[f"{key}_subpixels_per_s"] and totals[f"{key}_subpixels_per_s"]
+                totals[f"{key}_speed_vs_ref"] = (totals[f"{key}_subpixels_per_s"] / ref[f"{key}_subpixels_per_s"]
+                                                 if ok else None)
         if prices:
             cores = {c["name"]: c["cores_charged"] for c in codecs}
             for name, totals in entry["codecs"].items():

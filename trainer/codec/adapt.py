@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from trainer.config import Adaptation
+from trainer.models.integer_context import IntegerContextModel
 
 
 class OnlineAdapter:
@@ -38,14 +39,20 @@ class OnlineAdapter:
         self.model = copy.deepcopy(model)  # what predicts; every image starts from the bundle's weights
         # What trains: with a delay, a second copy that the worker thread moves while `model` predicts.
         self.trainee = copy.deepcopy(model) if settings.delay else self.model
-        layers = model.config.layers
+        self.integer = isinstance(model, IntegerContextModel)
         # Trunk layers below the adapted ones never change: the coding pass's outputs of them serve
         # every step (`coded(..., lower=)`), so a step runs only the layers that train.
+        layers = model.config.layers
         self.frozen = 0 if settings.trunk_layers is None else max(0, layers - settings.trunk_layers)
-        for parameter in self.trainee.trunk[:2 * self.frozen].parameters():
-            parameter.requires_grad_(False)
-        trained = [p for p in self.trainee.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(trained, lr=settings.lr, foreach=False)
+        if self.integer:
+            if self.frozen:
+                raise ValueError("integer bundles adapt every layer (trunk_layers must be null)")
+            self.optimizer = self.trainee.optimizer(settings.lr)
+        else:
+            for parameter in self.trainee.trunk[:2 * self.frozen].parameters():
+                parameter.requires_grad_(False)
+            trained = [p for p in self.trainee.parameters() if p.requires_grad]
+            self.optimizer = torch.optim.Adam(trained, lr=settings.lr, foreach=False)
         # Flush-to-zero lives in each thread's FPU control word: the worker sets it as the coder does.
         self._worker = ThreadPoolExecutor(1, initializer=torch.set_flush_denormal, initargs=(True,)) \
             if settings.delay else None
@@ -78,13 +85,20 @@ class OnlineAdapter:
             return
         if self._training is not None:
             self._training.result()  # re-raises a failure of the worker
-            with torch.no_grad():
-                for mine, trained in zip(self.model.parameters(), self.trainee.parameters()):
-                    mine.copy_(trained)
+            if self.integer:
+                self.model.load_weights(self.trainee)
+            else:
+                with torch.no_grad():
+                    for mine, trained in zip(self.model.parameters(), self.trainee.parameters()):
+                        mine.copy_(trained)
         self._training = self._worker.submit(self.train, contexts, targets, lower)
 
     def train(self, contexts: torch.Tensor, targets: torch.Tensor, lower: torch.Tensor | None = None) -> None:
         model = self.trainee
+        if self.integer:
+            for _ in range(self.settings.steps):
+                model.train_step(contexts, targets, self.optimizer)
+            return
         if lower is None:
             lower = model.lower(contexts, self.frozen)
         with torch.enable_grad():
@@ -105,43 +119,48 @@ class OnlineAdapter:
         self.close()
 
 
+def blocks(height: int, width: int, lag: int, block: int):
+    """The adaptation's schedule: (fronts, full) for consecutive runs of wavefronts (context_model.
+    wavefronts) holding >= `block` pixels each, `full` False only for a last, shorter run (coded,
+    never trained on). Encoder, decoder and studies all cut an image this way."""
+    from trainer.models.context import wavefronts
+
+    fronts, count = [], 0
+    for ys, xs in wavefronts(height, width, lag):
+        fronts.append((ys, xs))
+        count += len(ys)
+        if count >= block:
+            yield fronts, True
+            fronts, count = [], 0
+    if fronts:
+        yield fronts, False
+
+
 @torch.no_grad()
 def adapted_bpsp(model, image: np.ndarray, settings: Adaptation | None) -> float:
     """Cross-entropy (bits per subpixel) of an image coded with online adaptation, teacher-forced:
-    the codec's blocks and steps, but each block predicted in one batch (floats may differ from the
-    codec's in the last bits; the sizes agree to ~0.01 %). For studies and validation, not coding."""
-    from trainer.models.context import wavefronts
-
+    the codec's blocks and steps, each block predicted in one batch. For an integer model these
+    are the codec's own predictions (batching changes nothing); for a float one the floats may
+    differ from the codec's in the last bits (sizes agree to ~0.01 %). For studies, not coding."""
     height, width, _ = image.shape
     canvas = model.pad(torch.from_numpy(image))
     adapter = OnlineAdapter(model, settings) if settings else None
     current = adapter.model if adapter else model
-    total, ys_block, xs_block, count = 0.0, [], [], 0
-
-    def flush(train: bool):
-        nonlocal total
-        ys, xs = np.concatenate(ys_block), np.concatenate(xs_block)
-        contexts = current.context(canvas, torch.from_numpy(ys), torch.from_numpy(xs))
-        targets = torch.from_numpy(image[ys, xs])
-        frozen = adapter.frozen if adapter else 0
-        lower = current.lower(contexts, frozen)
-        total += current.bits(current.features_from(lower, contexts, frozen), targets).double().sum().item()
-        if adapter and train:
-            adapter.block_done(contexts, targets, lower)
-        ys_block.clear()
-        xs_block.clear()
-
-    block = settings.block if settings else 1 << 16
+    integer = isinstance(model, IntegerContextModel)
+    frozen = adapter.frozen if adapter else 0
+    total = 0.0
     try:
-        for ys, xs in wavefronts(height, width, model.config.lag):
-            ys_block.append(ys)
-            xs_block.append(xs)
-            count += len(ys)
-            if count >= block:
-                flush(train=True)
-                count = 0
-        if count:
-            flush(train=False)  # the last, partial block: coded, never trained on
+        for fronts, full in blocks(height, width, model.config.lag, settings.block if settings else 1 << 16):
+            ys = np.concatenate([f[0] for f in fronts])
+            xs = np.concatenate([f[1] for f in fronts])
+            contexts = current.context(canvas, torch.from_numpy(ys), torch.from_numpy(xs))
+            targets = torch.from_numpy(image[ys, xs])
+            lower = None if integer else current.lower(contexts, frozen)
+            bits = current.bits(contexts, targets) if integer else \
+                current.bits(current.features_from(lower, contexts, frozen), targets)
+            total += bits.double().sum().item()
+            if adapter and full:
+                adapter.block_done(contexts, targets, lower)
     finally:
         if adapter:
             adapter.close()

@@ -5,7 +5,9 @@ pixel_vocab.json, prompt.json, pixel_head.safetensors) plus
 
 - `codec.json`: bundle format version, probability precision (bits of the integer frequencies) and
   weight quantization ("none": float32 weights, format 1; "int8": weight-only int8 with one scale per
-  row, dequantized to float32 once at load, format 2 so that older decoders refuse it);
+  row, dequantized to float32 once at load, format 2 so that older decoders refuse it; "integer":
+  context bundles computed in integer arithmetic, grids and tables in integer.safetensors, format 4:
+  their streams decode bit-exactly on any machine, trainer.models.integer_context);
 - `README.md`: a model card (parameter count, validation bpsp and where that number comes from);
 - `manifest.json`: the sha256 of every other file and the bundle id, the sha256 of that list.
 
@@ -27,7 +29,8 @@ from trainer.train.download import sha256_of
 FORMAT_VERSION = 1  # float32 weights
 INT8_FORMAT_VERSION = 2  # adds codec.json "quantization": "int8"
 ADAPTIVE_FORMAT_VERSION = 3  # adds codec.json "adaptation" (context bundles; trainer.adapt): older decoders refuse it
-QUANTIZATIONS = ("none", "int8")
+INTEGER_FORMAT_VERSION = 4  # adds codec.json "quantization": "integer" (+ "adaptation" optional)
+QUANTIZATIONS = ("none", "int8", "integer")
 CODEC_FILE = "codec.json"
 MANIFEST_FILE = "manifest.json"
 # Files of a PixelLM folder that a bundle carries (the training adapter/ is not needed to decode).
@@ -57,6 +60,10 @@ class Bundle:
         if is_int8_folder(self.path) != (self.quantization == "int8"):
             raise BundleError(f"{self.path}: codec.json says quantization {self.quantization!r} but the weights "
                               f"{'are' if self.quantization == 'none' else 'are not'} int8")
+        if self.kind == "context" and self.quantization == "integer":
+            from trainer.models.integer_context import IntegerContextModel
+
+            return IntegerContextModel.from_pretrained(self.path)
         if self.kind == "context":
             return ContextModel.from_pretrained(self.path)  # int8 weights are dequantized once at load
         if self.quantization == "int8":
@@ -84,12 +91,16 @@ def write_manifest(folder: Path) -> str:
 
 def _model_card(checkpoint: Path, quantization: str, precision: int, parameters: int, measured: dict | None,
                 images: Path | None, adaptation: Adaptation | None = None) -> str:
-    lines = [f"# pixlm codec bundle ({'int8 weights' if quantization == 'int8' else 'float32 weights'})", "",
+    weights = {"int8": "int8, one symmetric float32 scale per row of every 2-D weight; float32 after load",
+               "integer": "float32 masters; coded in integer arithmetic: int8 weights (skips int16), 12-bit "
+                          "activations, lookup tables (integer.safetensors): streams decode bit-exactly on any machine",
+               }.get(quantization, "float32")
+    lines = [f"# pixlm codec bundle ({'int8 weights' if quantization == 'int8' else 'integer arithmetic' if quantization == 'integer' else 'float32 weights'})", "",
              f"Made by `pixlm export` from `{checkpoint}`. Lossless image codec: the model's next-subpixel",
              "distribution drives a range coder (see the pixlm README).", "",
              "| | |", "| --- | --- |",
              f"| parameters | {parameters:,} |",
-             f"| weights | {'int8, one symmetric float32 scale per row of every 2-D weight; float32 after load' if quantization == 'int8' else 'float32'} |",
+             f"| weights | {weights} |",
              f"| probability precision | {precision} bits |"]
     if adaptation is not None:
         trained = "all weights" if adaptation.trunk_layers is None else \
@@ -126,13 +137,16 @@ def _model_card(checkpoint: Path, quantization: str, precision: int, parameters:
 
 def export_bundle(checkpoint: Path, out: Path, precision: int = 16, quantize: str = "none",
                   images: Path | None = None, val_patches: int = 16,
-                  adaptation: Adaptation | None = None) -> Bundle:
+                  adaptation: Adaptation | None = None, calibrate: list[Path] | None = None) -> Bundle:
     """Bundle a trained checkpoint folder (train.py's or distill.py's `final/`) for the codec.
 
     quantize="int8" stores every 2-D weight as int8 + per-row scales (trainer.quantize). With `images`
     (a folder), the validation bpsp in the model card is measured at export on `val_patches` random
     patches per image, for the exported weights (and the float32 checkpoint, to show the int8 cost);
     without, it is the checkpoint's metrics.json val_bpsp.
+
+    quantize="integer" (context models): the integer model of trainer.models.integer_context, its
+    activation grids calibrated on crops of the training images `calibrate` (files or folders).
     """
     checkpoint, out = Path(checkpoint), Path(out)
     if quantize not in QUANTIZATIONS:
@@ -143,12 +157,22 @@ def export_bundle(checkpoint: Path, out: Path, precision: int = 16, quantize: st
     if not (checkpoint / "model.safetensors").is_file() or (kind == "lm" and not (checkpoint / "pixel_vocab.json").is_file()):
         raise BundleError(f"{checkpoint} is not a trained pixlm checkpoint (train.py, distill.py and "
                           "train_context.py write one to OUTPUT_DIR/final)")
-    if adaptation is not None and (kind != "context" or quantize != "none"):
-        raise BundleError("online adaptation is for float32 context bundles (it trains the weights while coding)")
+    if adaptation is not None and (kind != "context" or quantize == "int8"):
+        raise BundleError("online adaptation is for float32 or integer context bundles (it trains the weights while coding)")
+    if (quantize == "integer") != bool(calibrate) or (quantize == "integer" and kind != "context"):
+        raise BundleError("--quantize integer is for context models and needs --calibrate DIR (training images)")
     if kind == "context" and images is not None:
         raise BundleError("--images measures LM bundles only; a context model's card takes its val_bpsp from metrics.json")
     if out.exists() and any(out.iterdir()):
         raise BundleError(f"{out} exists and is not empty")
+    calibration = []
+    for entry in map(Path, calibrate or []):
+        from trainer.tokenize.pixels import image_files
+
+        found = image_files(entry) if entry.is_dir() else [entry] if entry.is_file() else []
+        if not found:
+            raise BundleError(f"--calibrate {entry}: not an image file or a folder of images")
+        calibration += found
     image_paths = None
     if images is not None:
         from trainer.tokenize.pixels import image_files
@@ -175,11 +199,24 @@ def export_bundle(checkpoint: Path, out: Path, precision: int = 16, quantize: st
             measured = {**validation_bpsp(load_int8(out), image_paths, val_patches), "fp32_bpsp": measured["bpsp"]}
     if adaptation is not None:
         codec = {"format_version": ADAPTIVE_FORMAT_VERSION, "precision": precision, "adaptation": asdict(adaptation)}
+    if quantize == "integer":
+        _write_integer(model, calibration, out)
+        codec = {"format_version": INTEGER_FORMAT_VERSION, "precision": precision, "quantization": "integer"}
+        if adaptation is not None:
+            codec["adaptation"] = asdict(adaptation)
     del model
     (out / CODEC_FILE).write_text(json.dumps(codec, indent=1))
     (out / "README.md").write_text(_model_card(checkpoint, quantize, precision, parameters, measured, images, adaptation))
     write_manifest(out)
     return open_bundle(out)
+
+
+def _write_integer(model, paths: list[Path], out: Path) -> None:
+    """integer.safetensors: grids calibrated on 4 crops of 64x64 of each image (at most 16)."""
+    from trainer.models.integer_context import IntegerContextModel
+    from trainer.train.context import load_images, val_windows
+
+    IntegerContextModel.write_fixed(model, *val_windows(load_images(paths[:16], model.config.channels), model, 4, 64), out)
 
 
 def model_kind(folder: Path) -> str:
@@ -216,14 +253,16 @@ def open_bundle(folder: Path) -> Bundle:
         raise BundleError(f"{folder}: manifest bundle_id does not match its file list")
     codec = json.loads((folder / CODEC_FILE).read_text()) if CODEC_FILE in listed else None
     version = codec and codec.get("format_version")
-    if version not in (FORMAT_VERSION, INT8_FORMAT_VERSION, ADAPTIVE_FORMAT_VERSION):
-        raise BundleError(f"{folder}: bundle format {version} is not one of {FORMAT_VERSION}, {INT8_FORMAT_VERSION}, "
-                          f"{ADAPTIVE_FORMAT_VERSION}; a newer pixlm reads it")
+    versions = (FORMAT_VERSION, INT8_FORMAT_VERSION, ADAPTIVE_FORMAT_VERSION, INTEGER_FORMAT_VERSION)
+    if version not in versions:
+        raise BundleError(f"{folder}: bundle format {version} is not one of {', '.join(map(str, versions))}; "
+                          "a newer pixlm reads it")
     quantization = codec.get("quantization", "none")
-    if quantization not in QUANTIZATIONS or (quantization == "int8") != (version == INT8_FORMAT_VERSION):
+    if quantization not in QUANTIZATIONS or (quantization == "int8") != (version == INT8_FORMAT_VERSION) \
+            or (quantization == "integer") != (version == INTEGER_FORMAT_VERSION):
         raise BundleError(f"{folder}: codec.json quantization {quantization!r} does not fit format {version}")
     adaptation = None
-    if version == ADAPTIVE_FORMAT_VERSION:
+    if version == ADAPTIVE_FORMAT_VERSION or (version == INTEGER_FORMAT_VERSION and "adaptation" in codec):
         try:
             adaptation = Adaptation(**codec["adaptation"])
         except (KeyError, TypeError, ValueError) as err:
@@ -232,7 +271,7 @@ def open_bundle(folder: Path) -> Bundle:
 
 
 # The bundle the project ships (git-tracked): what `pixlm encode` uses when no --bundle is given.
-DEFAULT_BUNDLE = resource("checkpoints") / "pixlm-context-v3"
+DEFAULT_BUNDLE = resource("checkpoints") / "pixlm-context-v4"
 
 
 def default_bundle() -> Bundle:

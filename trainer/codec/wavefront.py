@@ -15,6 +15,12 @@ torch's setting; parallelism comes from coding several images at once (separate 
 Other CPU kinds or builds may compute other floats: the pixel CRC turns that into an error,
 never a wrong image.
 
+Integer bundles (quantization "integer", trainer.models.integer_context) compute every table in
+integer arithmetic: the same tables for any batch, thread count, CPU kind or device. So their
+encoder, which knows every pixel, predicts a whole adaptation block (or, without adaptation, the
+whole image) in one batched call on all cores, and only the decoder goes wavefront by wavefront;
+the stream records the numeric mode `ctx-int-v1`, which any machine reproduces.
+
 Bundles with an `adaptation` in codec.json keep training the model on the image as it is coded
 (trainer.codec.adapt): after every block of coded pixels, Adam steps on them, repeated by the decoder.
 Their numeric mode names the adaptation, so a stream records how its weights moved.
@@ -24,13 +30,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from trainer.codec.adapt import OnlineAdapter
+from trainer.codec.adapt import OnlineAdapter, blocks
 from trainer.codec.entropy import quantize
 from trainer.codec.stream import CodecError, StreamCodec
 from trainer.models.context import scale, wavefronts
+from trainer.models.integer_context import IntegerContextModel, to_units
 from trainer.tokenize.pixels import MODES
 
 NUMERIC_MODE = "ctx-fp32-cpu-ftz-1thread"
+INTEGER_MODE = "ctx-int-v1"  # any machine: trainer.models.integer_context
+WHOLE_IMAGE = 8192  # pixels per batched call of a static integer encoder (memory, not results)
 
 
 class ContextCodec(StreamCodec):
@@ -43,13 +52,16 @@ class ContextCodec(StreamCodec):
         the batch, and the numeric mode above fixes one thread."""
         super().__init__(bundle, progress, fallback)
         adaptation = self.bundle.adaptation
-        self.numeric_mode = NUMERIC_MODE + (f"-{adaptation.tag}" if adaptation else "")
+        self.integer = isinstance(self.model, IntegerContextModel)
+        self.numeric_mode = (INTEGER_MODE if self.integer else NUMERIC_MODE) + (f"-{adaptation.tag}" if adaptation else "")
+        if self.integer:
+            self.threads = None  # exact sums: the caller's thread count changes nothing but speed
         # cores busy while coding one image: the coder, and the adaptation's worker thread (delay 1)
         self.cores = 1 + bool(adaptation and adaptation.delay)
 
     @torch.no_grad()
     def _wavefronts(self, height: int, width: int, source, desc: str) -> np.ndarray:
-        """Run the model over every wavefront; `source(c, ys, xs, freqs, log_probs)` gives the values
+        """Run the model over every wavefront; `source(c, ys, xs, freqs)` gives the values
         of channel c at those pixels (encoder: the true ones, decoder: decoded). Returns the image."""
         image = np.zeros((height, width, self.model.config.channels), dtype=np.uint8)
         canvas = self.model.pad(torch.from_numpy(image))
@@ -69,22 +81,71 @@ class ContextCodec(StreamCodec):
         top, left = cfg.rows_above, cfg.cols_side + cfg.cols_left
         model = adapter.model if adapter else self.model
         frozen = adapter.frozen if adapter else 0
+        units = to_units if self.integer else scale  # what the canvas holds
         for ys, xs in tqdm(fronts, desc=desc, unit="front", disable=not self.progress, mininterval=0.5):
             ys_t, xs_t = torch.from_numpy(ys), torch.from_numpy(xs)
             context = self._timed("model", model.context, canvas, ys_t, xs_t)
-            lower = self._timed("model", model.lower, context, frozen)
-            features = self._timed("model", model.features_from, lower, context, frozen)
+            lower = None if self.integer else self._timed("model", model.lower, context, frozen)
+            features = self._timed("model", self._features, model, context, lower, frozen)
             previous = canvas.new_zeros(len(ys), 0)
             for c in range(cfg.channels):
-                log_probs = self._timed("model", model.log_probs, features, c, previous)
-                freqs = self._timed("quantize", quantize, log_probs, self.bundle.precision)
-                values = source(c, ys, xs, freqs, log_probs)
+                freqs = self._tables(model, features, c, previous)
+                values = source(c, ys, xs, freqs)
                 image[ys, xs, c] = values
-                scaled = scale(torch.from_numpy(values))
-                canvas[ys_t + top, xs_t + left, c] = scaled
-                previous = torch.cat([previous, scaled[:, None]], 1)
+                coded = units(torch.from_numpy(values))
+                canvas[ys_t + top, xs_t + left, c] = coded
+                previous = torch.cat([previous, coded[:, None]], 1)
             if adapter:
                 self._timed("adapt", adapter.coded, ys, xs, canvas, image, lower if frozen else None)
+
+    def _features(self, model, context, lower, frozen):
+        return model.features(context) if self.integer else model.features_from(lower, context, frozen)
+
+    def _tables(self, model, features, c: int, previous) -> np.ndarray:
+        """(N, 256) integer frequencies of channel c."""
+        if self.integer:
+            return self._timed("model", model.frequencies, features, c, previous, self.bundle.precision)
+        log_probs = self._timed("model", model.log_probs, features, c, previous)
+        return self._timed("quantize", quantize, log_probs, self.bundle.precision)
+
+    def _encode_batched(self, values_of: np.ndarray, encoder) -> tuple[float, np.ndarray]:
+        """Integer bundles: predict each adaptation block (static: slices of the image) in one call,
+        then code its symbols in the decoder's order (wavefront, channel, pixel). Returns the ideal
+        code length and the (H, W, C) code lengths."""
+        height, width, channels = values_of.shape
+        adaptation = self.bundle.adaptation
+        lengths_map = np.zeros(values_of.shape, dtype=np.float32)
+        canvas = self.model.pad(torch.from_numpy(values_of))
+        adapter = OnlineAdapter(self.model, adaptation) if adaptation else None
+        model = adapter.model if adapter else self.model
+        size = adaptation.block if adaptation else WHOLE_IMAGE
+        ideal = 0.0
+        try:
+            for fronts, full in tqdm(list(blocks(height, width, self.model.config.lag, size)), desc="encode",
+                                     unit="block", disable=not self.progress, mininterval=0.5):
+                ys = np.concatenate([f[0] for f in fronts])
+                xs = np.concatenate([f[1] for f in fronts])
+                context = self._timed("model", model.context, canvas, torch.from_numpy(ys), torch.from_numpy(xs))
+                targets = torch.from_numpy(values_of[ys, xs])
+                features = self._timed("model", model.features, context)
+                previous = to_units(targets)
+                freqs = np.stack([self._tables(model, features, c, previous[:, :c]) for c in range(channels)])
+                # the decoder's order: front by front, inside a front channel by channel
+                bounds = np.cumsum([0] + [len(f[0]) for f in fronts])
+                order = np.concatenate([c * len(ys) + np.arange(a, b) for a, b in zip(bounds, bounds[1:])
+                                        for c in range(channels)])
+                symbols = values_of[ys, xs].T.reshape(-1)[order]
+                tables = freqs.reshape(-1, 256)[order]
+                self._timed("coder", encoder.encode, symbols, tables)
+                lengths = self._code_lengths(tables, symbols)
+                ideal += float(lengths.sum())
+                lengths_map[ys[order % len(ys)], xs[order % len(ys)], order // len(ys)] = lengths
+                if adapter and full:
+                    self._timed("adapt", adapter.block_done, context, targets)
+        finally:
+            if adapter:
+                adapter.close()
+        return ideal, lengths_map
 
     def _planes(self, channels: int) -> list[tuple[int, ...]]:
         """Which image channels each coded plane carries. An RGB model codes every mode: L as one
@@ -107,8 +168,15 @@ class ContextCodec(StreamCodec):
         ideal = 0.0
         for plane in self._planes(channels):
             values_of = truth[..., list(plane)]
+            if self.integer:
+                length, lengths_map = self._encode_batched(np.ascontiguousarray(values_of), encoder)
+                ideal += length
+                if bits is not None:
+                    for c, channel in enumerate(plane):
+                        bits[..., channel] += lengths_map[..., c]
+                continue
 
-            def source_fn(c, ys, xs, freqs, log_probs):
+            def source_fn(c, ys, xs, freqs):
                 nonlocal ideal
                 values = values_of[ys, xs, c]
                 self._timed("coder", encoder.encode, values, freqs)
@@ -125,7 +193,7 @@ class ContextCodec(StreamCodec):
         image = np.zeros((header.height, header.width, header.channels), dtype=np.uint8)
         for plane in self._planes(header.channels):
             decoded = self._wavefronts(header.height, header.width,
-                                       lambda c, ys, xs, freqs, log_probs: self._timed("coder", decoder.decode, freqs),
+                                       lambda c, ys, xs, freqs: self._timed("coder", decoder.decode, freqs),
                                        "decode")
             image[..., list(plane)] = decoded  # a repeated channel: its copies, equal unless the stream is corrupt
         return image

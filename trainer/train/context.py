@@ -52,7 +52,7 @@ def val_windows(images: list[np.ndarray], model: ContextModel, per_image: int, s
         ys, xs = pixel_grid(size_y, size_x)
         for i in range(per_image):
             y, x = (h - size_y) * (i + 1) // (per_image + 1), (w - size_x) * (per_image - i) // (per_image + 1)
-            crop = np.ascontiguousarray(image[y:y + size_y, x:x + size_x])
+            crop = np.array(image[y:y + size_y, x:x + size_x])  # a writable copy for torch
             contexts.append(model.context(model.pad(torch.from_numpy(crop)), ys, xs))
             targets.append(torch.from_numpy(crop.reshape(-1, image.shape[2])))
     return torch.cat(contexts), torch.cat(targets)
