@@ -374,7 +374,7 @@ def test_adaptation_settings_are_checked(context_bundles, tmp_path):
     for bad in ((0, 1e-4, 1), (64, 0.0, 1), (64, 1e-4, 0), (64, 1e-4, 1, -1), (64, 1e-4, 1, None, 2)):
         with pytest.raises(ValueError, match="adaptation"):
             Adaptation(*bad)
-    with pytest.raises(BundleError, match="float32 context bundles"):
+    with pytest.raises(BundleError, match="float32 or integer context bundles"):
         export_bundle(context_bundles["none"].parent / "run" / "final", tmp_path / "q", quantize="int8",
                       adaptation=Adaptation())
     copy = tmp_path / "copy"

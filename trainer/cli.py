@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                                    images=args.images, val_patches=args.val_patches, adaptation=adaptation,
                                    calibrate=args.calibrate)
             print(f"bundle {bundle.path} (id {bundle.bundle_id[:16]}, precision {bundle.precision} bits, "
-                  f"{ {'int8': 'int8 weights', 'integer': 'integer arithmetic'}.get(bundle.quantization, 'float32 weights')})")
+                  f"weights {'float32' if bundle.quantization == 'none' else bundle.quantization})")
         else:
             pairs = plan(args.command, args.input, output_of(args), args.force)  # every output checked before any work
             codecs = {}

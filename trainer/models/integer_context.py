@@ -37,7 +37,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from trainer.models.context import ContextModel
-from trainer.models.integer_mixture import IntegerMixture, make_tables, ordered_sum
+from trainer.models.integer_mixture import IntegerMixture, lookup, make_tables, ordered_sum
 
 ACT_TOP = 2047  # 12-bit signed activations and pre-activation grid
 WEIGHT_TOP = 127  # int8 weights
@@ -109,10 +109,10 @@ class IntGelu:
 
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         index = (torch.round(y / self.pre_scale).clamp(-ACT_TOP, ACT_TOP) + ACT_TOP).long()
-        return self.table[index], index
+        return lookup(self.table, index), index
 
     def backward(self, grad: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return grad * self.slope[index]
+        return grad * lookup(self.slope, index)
 
 
 def gelu_tables(pre_scale: float, act_scale: float) -> tuple[torch.Tensor, torch.Tensor]:

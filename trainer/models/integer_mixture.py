@@ -66,10 +66,10 @@ class IntegerMixture:
         float32, exact), and which log scales sat inside their clamp (where gradients flow)."""
         q = torch.round(logits * LOGIT_GRID)
         q = (q - q.amax(1, keepdim=True)).clamp(min=-EXP_SPAN)
-        pi = self.exp[(q + EXP_SPAN).long()]
+        pi = lookup(self.exp, (q + EXP_SPAN).long())
         s = torch.round(log_scales * LOGIT_GRID)
         inside = (s >= LOG_SCALE_MIN) & (s <= LOG_SCALE_MAX)
-        k = self.inverse_scale[(s.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX) - LOG_SCALE_MIN).long()]
+        k = lookup(self.inverse_scale, (s.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX) - LOG_SCALE_MIN).long())
         m = torch.round((means + 1.0) * UNITS).clamp(-64 * MEAN_GRID, 320 * MEAN_GRID).float()
         return pi, k, m, inside
 
@@ -80,7 +80,7 @@ class IntegerMixture:
     def frequencies(self, logits, means, log_scales, precision: int) -> np.ndarray:
         """(N, 256) int64 frequencies >= 1 summing to 2**precision."""
         pi, k, m, _ = self._grid(logits, means, log_scales)
-        sig = self.sigmoid[self._index(EDGES, k, m)]  # (N, K, 255)
+        sig = lookup(self.sigmoid, self._index(EDGES, k, m))  # (N, K, 255)
         cdf = torch.bmm(pi[:, None], sig)[:, 0]  # exact: integer products and sums below 2**45
         total = ordered_sum(pi)[:, None] * 2.0 ** SIG_BITS
         # F_e = floor(cdf_e * room / total) + e: two correctly rounded operations, so every machine
@@ -98,7 +98,7 @@ class IntegerMixture:
         t = self._index(edges, k, m)
         t[:, :, 0] = torch.where(target[:, None] == 0, 0, t[:, :, 0])  # value 0: the whole left tail
         t[:, :, 1] = torch.where(target[:, None] == 255, 2 * SIG_SPAN, t[:, :, 1])  # 255: the right tail
-        sig = self.sigmoid[t]  # (N, K, 2)
+        sig = lookup(self.sigmoid, t)  # (N, K, 2)
         unit = float(2 ** SIG_BITS)
         mass = (sig[..., 1] - sig[..., 0]) / unit  # each component's probability of the value (exact)
         total = ordered_sum(pi)[:, None]
@@ -116,6 +116,11 @@ class IntegerMixture:
         g_means = factor * (weight * d_mean)
         g_log_scales = torch.where(inside, factor * (weight * d_log_scale), 0.0)
         return -torch.log2(p), g_logits, g_means, g_log_scales
+
+
+def lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """table[index] for an index of any shape (index_select: ~4x faster than advanced indexing)."""
+    return table.index_select(0, index.flatten()).view(index.shape)
 
 
 def ordered_sum(x: torch.Tensor) -> torch.Tensor:
