@@ -8,9 +8,11 @@ decoder has the same pixels at the same moment, so it repeats every step and hol
 weights for the next wavefront: nothing is stored in the stream, and the adaptation keeps
 following the image as its content changes.
 
-Exactness: the steps are float32 autograd + Adam (foreach=False) on one thread, the codec's
-numeric mode; the block boundaries depend only on the image size. Encoder and decoder therefore
-compute the same weights bit for bit on the same machine kind, like the predictions themselves.
+Exactness: for a float model the steps are float32 autograd + Adam (foreach=False) on one
+thread, the codec's numeric mode; the block boundaries depend only on the image size. Encoder and
+decoder therefore compute the same weights bit for bit on the same machine kind, like the
+predictions themselves. An integer model (trainer.models.integer_context) takes its own exact
+steps (`train_step`), the same on any machine.
 
 The second core (`delay: 1`): training on block i then runs in a worker thread while the coder
 goes on with block i+1 on the weights trained through block i-1; at the end of block i+1 the

@@ -24,7 +24,7 @@ the backward sums are exact too. Adam runs elementwise, one correctly rounded op
 time; nothing non-integer is ever summed by a reduction kernel. After each step the int8
 weights are re-derived from the masters.
 
-Cost against the float model it came from: `benchmarks/portable_study.py`.
+Cost against the float model it came from: benchmarks/EXPERIMENTS.md (`benchmarks/adapt_study.py` on a bundle).
 """
 
 import copy
