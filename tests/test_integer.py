@@ -2,6 +2,7 @@
 whatever the batch, the summation order, the thread count or the process; close to the float
 model they come from; coded losslessly."""
 
+import copy
 import os
 import subprocess
 import sys
@@ -79,7 +80,7 @@ def test_sums_are_exact_in_any_order(model):
 def test_a_training_step_is_exact_whatever_the_pixel_order_and_lowers_the_loss(model):
     context, targets = block(512)
     before = model.bits(context, targets).mean().item()
-    a, b = model.copy(), model.copy()
+    a, b = copy.deepcopy(model), copy.deepcopy(model)
     perm = torch.randperm(512, generator=torch.Generator().manual_seed(2))
     opt_a, opt_b = a.optimizer(2e-4), b.optimizer(2e-4)
     for _ in range(3):

@@ -27,7 +27,6 @@ weights are re-derived from the masters.
 Cost against the float model it came from: benchmarks/EXPERIMENTS.md (`benchmarks/adapt_study.py` on a bundle).
 """
 
-import copy
 import math
 from pathlib import Path
 
@@ -269,9 +268,6 @@ class IntegerContextModel:
             for p, q in zip(mine.params, theirs.params):
                 p.copy_(q)
             mine.w_int, mine.row = theirs.w_int.clone(), theirs.row.clone()
-
-    def copy(self) -> "IntegerContextModel":
-        return copy.deepcopy(self)
 
     # -- folders -----------------------------------------------------------------------------
     @classmethod
