@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                             else "the known bundle whose id the file names)"))
         cmd.add_argument("--threads", type=_positive, default=None, help="torch CPU threads of LM and integer bundles (the "
                          "output does not depend on it; float context bundles always compute on one thread)")
+        cmd.add_argument("--device", default="cpu", help="LM bundles: cpu or cuda (a CUDA stream decodes on the "
+                         "same GPU model; context bundles always code on the CPU)")
         cmd.add_argument("--batch-size", type=_positive, default=256, help="patches per model call (the output does not depend on it)")
         cmd.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
         cmd.add_argument("--keep-going", action="store_true", help="in a folder, go on past a failed file (exit code 2 at the end)")
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                     bundle = args.bundle or find_bundle(read_header(path).bundle_id)
                 key = str(bundle.path if hasattr(bundle, "path") else bundle)
                 if key not in codecs:
-                    codecs[key] = open_codec(bundle, batch_size=args.batch_size, threads=args.threads, progress=not args.quiet,
+                    codecs[key] = open_codec(bundle, device=args.device, batch_size=args.batch_size, threads=args.threads, progress=not args.quiet,
                                              fallback=not getattr(args, "no_fallback", False))
                 return codecs[key]
 

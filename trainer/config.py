@@ -73,6 +73,8 @@ class DataConfig:
     patches_per_image: int = 64
     val_patches_per_image: int = 16
     cache_dir: str = ""  # "" = $PIXLM_CACHE or ~/.cache/pixlm
+    # A preprocessed patch file (trainer/train/patch_file.py) to read instead of the image folders.
+    patch_file: str = ""
 
 
 @dataclass
@@ -93,6 +95,7 @@ class RunConfig:
     keep_checkpoints: int = 2
     # "" or "false": fresh run; "true": latest state in output_dir; or a checkpoint folder.
     resume: str = ""
+    slice_minutes: float = 0.0  # > 0: save the state and stop after this much wall time (resume=true goes on)
 
 
 @dataclass
@@ -158,10 +161,12 @@ class ContextTrainConfig(RunConfig):
     val_crops_per_image: int = 4
     val_crop_size: int = 128
     threads: int = 0  # 0: torch's default (every core)
-    slice_minutes: float = 0.0  # > 0: save the state and stop after this much wall time (resume=true goes on)
     # Distillation: a trained context model (final/ or bundle folder) with the same window teaches
     # the student on the 256-way distributions; loss = (1 - kd_ratio) * CE + kd_ratio * T^2 * KL.
     teacher: str = ""
+    # Or an LM teacher's distributions cached in a folder of shards (trainer/train/teacher_cache.py):
+    # the batches are then its patches (kd_ratio=0: the same patches on the data alone).
+    teacher_cache: str = ""
     temperature: float = 1.0
     kd_ratio: float = 0.5
     model: ContextConfig = field(default_factory=ContextConfig)

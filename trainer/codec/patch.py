@@ -16,11 +16,18 @@ result is the same whatever the batch size, order or company (measured; tests/te
 keeps checking it). Thread count does not change results either (also tested). The encoder may
 therefore batch several patch rows at once, and a decoder may use any batch size.
 
-What is not guaranteed: other CPU kinds, other torch builds or a GPU may compute different
+On a GPU (`device="cuda"`) no batch invariance is assumed: cuBLAS picks kernels by shape. Both
+sides then make the very same calls: one patch row per call (all its patches, whatever
+batch_size), TF32 off, deterministic algorithms, float32, eager attention. The numeric mode names
+the GPU model, so a stream decodes on a GPU of the same model (and this torch/CUDA build).
+
+What is not guaranteed: other CPU kinds, other torch builds or another GPU may compute different
 floats. The stream records the bundle id and the numeric mode; a decoder refuses a different
 mode, and the CRC32 of the pixels turns any remaining mismatch into an error, never a wrong image.
 """
 
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -39,28 +46,38 @@ class Codec(StreamCodec):
     """The codec of LM bundles (PixelLM): patch rows decoded in order, patches of a row as one batch."""
 
     def __init__(self, bundle: Bundle | str | Path, batch_size: int = 256, threads: int | None = None,
-                 progress: bool = True, fallback: bool = True):
+                 progress: bool = True, fallback: bool = True, device: str = "cpu"):
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            deterministic_cuda()
         super().__init__(bundle, progress, fallback)
         self.threads = threads  # results do not depend on it (tested)
         self.prompt = self.model.prompt
         self.batch_size = max(1, batch_size)
         self.numeric_mode = f"fp32-cpu-ftz-eager-l{MIN_LANES}"
+        if self.device.type == "cuda":
+            self.model.to(self.device)
+            gpu = re.sub(r"[^A-Za-z0-9]+", "-", torch.cuda.get_device_name(self.device))[:40]
+            self.numeric_mode = f"fp32-cuda-{gpu}-det-row"
         self.layout = (self.prompt.spec.patch_height, self.prompt.spec.patch_width)
 
     # -- the one prediction path both sides run --------------------------------------------
 
     def _chunks(self, rows: np.ndarray):
-        """Rows in chunks of batch_size, each padded with copies of its first row to MIN_LANES."""
-        for start in range(0, len(rows), self.batch_size):
-            chunk = rows[start:start + self.batch_size]
+        """Rows in chunks of batch_size, each padded with copies of its first row to MIN_LANES
+        (on a GPU: all rows in one call, the call the decoder makes for a patch row)."""
+        size = len(rows) if self.device.type == "cuda" else self.batch_size
+        for start in range(0, len(rows), size):
+            chunk = rows[start:start + size]
             pad = np.repeat(chunk[:1], max(0, MIN_LANES - len(chunk)), 0)
-            yield torch.from_numpy(np.ascontiguousarray(np.concatenate([chunk, pad]))), len(chunk)
+            ids = torch.from_numpy(np.ascontiguousarray(np.concatenate([chunk, pad])))
+            yield ids.to(self.device), len(chunk)
 
     def _prefill(self, prefixes: np.ndarray, steps: int):
         outs, caches = [], []
         for ids, n in self._chunks(prefixes):
             log_probs, cache = self.model.prefill(ids, steps)
-            outs.append(log_probs[:n])
+            outs.append(log_probs[:n].cpu())
             caches.append(cache)
         return torch.cat(outs), caches
 
@@ -68,7 +85,7 @@ class Codec(StreamCodec):
         outs = []
         for (ids, n), cache in zip(self._chunks(values), caches):
             log_probs, _ = self.model.step(ids, cache)  # the cache grows in place
-            outs.append(log_probs[:n])
+            outs.append(log_probs[:n].cpu())
         return torch.cat(outs)
 
     def _predict(self, image: np.ndarray, patches: list[Patch], source) -> np.ndarray:
@@ -94,7 +111,8 @@ class Codec(StreamCodec):
         spec = self.prompt.spec
         rows = patch_rows(height, width, spec.patch_height, spec.patch_width)
         ideal = 0.0
-        per_group = max(1, self.batch_size // len(rows[0]))  # patch rows per batch: the encoder has all context
+        # Patch rows per batch (the encoder has all context); on a GPU one, the decoder's call.
+        per_group = 1 if self.device.type == "cuda" else max(1, self.batch_size // len(rows[0]))
         bar = tqdm(total=len(rows), desc="encode", unit="row", disable=not self.progress)
         for g in range(0, len(rows), per_group):
             group_rows = rows[g:g + per_group]
@@ -146,3 +164,12 @@ def patch_rows(height: int, width: int, patch_height: int, patch_width: int) -> 
     grid = patch_grid(height, width, patch_height, patch_width)
     per_row = -(-width // patch_width)
     return [grid[i:i + per_row] for i in range(0, len(grid), per_row)]
+
+
+def deterministic_cuda() -> None:
+    """Settings of the CUDA numeric mode: full float32 matmuls, deterministic kernels. cuBLAS reads
+    its workspace setting when it starts, so this runs before the model reaches the GPU."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.use_deterministic_algorithms(True)

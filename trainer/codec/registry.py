@@ -6,16 +6,28 @@ from trainer.codec.bundle import Bundle, open_bundle
 from trainer.codec.container import Header, unpack
 
 
-def open_codec(bundle, **kwargs):
-    """The codec a bundle needs: `Codec` for LM bundles, `ContextCodec` for context students."""
+def open_codec(bundle, device: str = "cpu", **kwargs):
+    """The codec a bundle needs: `Codec` for LM bundles (on the CPU or a CUDA GPU), `ContextCodec`
+    for context students (CPU)."""
     bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
     if bundle.kind == "context":
         from trainer.codec.wavefront import ContextCodec
 
+        if device != "cpu":
+            from trainer.codec.stream import CodecError
+
+            raise CodecError(f"context bundles code on the CPU (their integer streams decode anywhere); device={device}")
         return ContextCodec(bundle, **kwargs)
     from trainer.codec.patch import Codec
 
-    return Codec(bundle, **kwargs)
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            from trainer.codec.stream import CodecError
+
+            raise CodecError(f"device={device}: torch sees no CUDA GPU here")
+    return Codec(bundle, device=device, **kwargs)
 
 
 def read_header(path) -> Header:

@@ -32,6 +32,7 @@ from trainer.models.context import ContextModel, ImageStack, pixel_grid, scale
 from trainer.train.data import DataError, split_images
 from trainer.train.checkpointing import STATE_FILE, find_resume, lr_lambda, save_checkpoint, save_final
 from trainer.train.kd import kl_bits
+from trainer.train.teacher_cache import cache_summary, cached_kl_bits, load_cache
 from trainer.tokenize.pixels import ImageModeError, load_image
 
 
@@ -96,6 +97,55 @@ def distillation_kl(teacher: ContextModel, student: ContextModel, contexts, targ
                         for c in range(targets.shape[1])]).mean()
 
 
+class CachedPatches:
+    """The patches of an LM teacher's cache (trainer.train.teacher_cache) as the student's batches:
+    every pixel of a patch with its context gathered from the image stack, as in coding, and the
+    teacher's cached distribution of each of its subpixels."""
+
+    def __init__(self, cfg: ContextTrainConfig, train_paths: list[Path], val_paths: list[Path], device):
+        if cfg.teacher:
+            raise RecipeError("name one teacher: teacher (a context model) or teacher_cache (an LM's cache)")
+        if cfg.temperature != 1.0:
+            raise RecipeError("a cached teacher is distilled at temperature=1 (its cached tables are at T=1)")
+        cache = load_cache(Path(cfg.teacher_cache))
+        names = [p.name for p in train_paths]
+        held_out = sorted(set(cache["images"]) & {p.name for p in val_paths})
+        if held_out:
+            raise RecipeError(f"teacher_cache={cfg.teacher_cache} holds patches of validation images {held_out}")
+        used = sorted(set(cache["origin"][:, 0].tolist()))
+        missing = [cache["images"][i] for i in used if cache["images"][i] not in names]
+        if missing:
+            raise DataError(f"teacher_cache={cfg.teacher_cache}: its images {missing[:3]} are not among the training images")
+        meta, channels = cache["meta"], cfg.model.channels
+        self.height, self.width = meta["patch_height"], meta["patch_width"]
+        stack_index = torch.tensor([names.index(n) if n in names else -1 for n in cache["images"]])
+        origin = torch.from_numpy(cache["origin"].astype(np.int64))
+        self.images, self.ys, self.xs = stack_index[origin[:, 0]].to(device), origin[:, 1].to(device), origin[:, 2].to(device)
+        shape = (len(origin), self.height * self.width, channels, meta["top_k"])
+        self.values = torch.from_numpy(cache["values"]).reshape(shape).to(device)
+        self.nlp16 = torch.from_numpy(cache["nlp16"]).reshape(shape).to(device)
+        self.summary = cache_summary(cache)
+
+    def batch(self, model: ContextModel, stack: ImageStack, pixels: int, rng: np.random.Generator):
+        """(contexts, targets, (values, nlp16) of each subpixel) of random whole cached patches."""
+        count = max(1, pixels // (self.height * self.width))
+        pick = torch.from_numpy(rng.integers(len(self.ys), size=count)).to(self.ys.device)
+        dy, dx = (d.to(self.ys.device) for d in pixel_grid(self.height, self.width))
+        ys, xs = (self.ys[pick, None] + dy).flatten(), (self.xs[pick, None] + dx).flatten()
+        which = self.images[pick].repeat_interleave(self.height * self.width)
+        taught = (self.values[pick].flatten(0, 1), self.nlp16[pick].flatten(0, 1))  # (pixels, C, k)
+        return model.context(stack.canvas, ys, xs, which), stack.values[which, ys, xs], taught
+
+    @staticmethod
+    def kl(student: ContextModel, contexts, targets, taught) -> torch.Tensor:
+        """Mean KL(cached teacher || student) in bits over every subpixel of the batch."""
+        values, nlp16 = taught
+        previous = scale(targets)
+        features = student.features(contexts)
+        return torch.stack([cached_kl_bits(values[:, c], nlp16[:, c], student.log_probs(features, c, previous[:, :c]))
+                            for c in range(targets.shape[1])]).mean()
+
+
 def train_context(cfg: ContextTrainConfig) -> dict:
     """Train a ContextModel; writes output_dir/final (config.json, model.safetensors, recipe, metrics)."""
     out = Path(cfg.output_dir)
@@ -107,6 +157,7 @@ def train_context(cfg: ContextTrainConfig) -> dict:
     model = ContextModel(cfg.model)
     train_paths, val_paths = split_images(cfg.data, cfg.seed)
     try:
+        train_paths = [p for p in train_paths if load_image(p).shape[2] == cfg.model.channels]  # the stack's order
         train_images = load_images(train_paths, cfg.model.channels)
         val_contexts, val_targets = val_windows(load_images(val_paths, cfg.model.channels), model,
                                                 cfg.val_crops_per_image, cfg.val_crop_size)
@@ -118,6 +169,7 @@ def train_context(cfg: ContextTrainConfig) -> dict:
     stack = ImageStack(train_images, model, accelerator.device)
     del train_images
     teacher = load_context_teacher(cfg, accelerator.device)
+    cached = CachedPatches(cfg, train_paths, val_paths, accelerator.device) if cfg.teacher_cache else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_lambda, cfg=cfg))
     parameters = sum(p.numel() for p in model.parameters())
@@ -128,6 +180,8 @@ def train_context(cfg: ContextTrainConfig) -> dict:
     step = 0
     metrics = {"parameters": parameters, "train_images": len(stack.sizes), "val_images": len(val_paths),
                "val_subpixels": val_targets.numel()}
+    if cached is not None:
+        metrics["teacher_cache"] = {"path": cfg.teacher_cache, "kd_ratio": cfg.kd_ratio, **cached.summary}
     if teacher is not None:
         metrics["teacher"] = {"path": cfg.teacher, "kd_ratio": cfg.kd_ratio, "temperature": cfg.temperature,
                               "val_bpsp": evaluate(teacher, val_contexts, val_targets)}
@@ -152,10 +206,16 @@ def train_context(cfg: ContextTrainConfig) -> dict:
     try:
         while step < cfg.max_steps:
             rng = np.random.default_rng([cfg.seed, step, accelerator.process_index])
-            contexts, targets = stack.crops(raw, cfg.batch_crops, cfg.crop_size, rng)
+            if cached is None:
+                contexts, targets = stack.crops(raw, cfg.batch_crops, cfg.crop_size, rng)
+            else:  # as many pixels as the crops would hold, in whole cached patches
+                contexts, targets, taught = cached.batch(raw, stack, cfg.batch_crops * cfg.crop_size ** 2, rng)
             with accelerator.autocast():
                 loss_bits = model(contexts, targets)
                 loss = loss_bits.mean()
+                if cached is not None and cfg.kd_ratio > 0:
+                    kl = cached.kl(raw, contexts, targets, taught)
+                    loss = (1 - cfg.kd_ratio) * loss + cfg.kd_ratio * kl
                 if teacher is not None:
                     # The student's trunk runs a second time here (only forward() goes through
                     # Accelerate's wrapper, which multi-GPU gradient sync needs); the 256-way

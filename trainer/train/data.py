@@ -186,6 +186,12 @@ def collate(examples: list[dict], pad_id: int) -> dict:
 
 def build_datasets(cfg: DataConfig, prompt: PromptBuilder, seed: int):
     """(train, val) patch datasets and the image lists they came from."""
+    if cfg.patch_file:
+        from trainer.train.patch_file import PatchFile
+
+        train, val = (PatchFile(Path(cfg.patch_file), split, prompt) for split in ("train", "val"))
+        return train, val, {"train_images": train.images.tolist(), "val_images": val.images.tolist(),
+                            "patch_file": cfg.patch_file}
     train_paths, val_paths = split_images(cfg, seed)
     cache = cache_root(cfg) / "patches"
     train = patch_dataset(train_paths, prompt, cfg.patches_per_image, seed, cache, "train")

@@ -142,7 +142,8 @@ def train(cfg: TrainConfig, build_model=default_build, compute_loss=default_loss
                         {"batches_seen": batches_seen, **{k: v for k, v in metrics.items() if k.startswith("initial_")}})
 
     stream = batches(batches_seen)
-    window = {"bits": 0.0, "count": 0.0, "tokens": 0, "start": time.perf_counter(), "sums": {}}
+    began = time.perf_counter()
+    window = {"bits": 0.0, "count": 0.0, "tokens": 0, "start": began, "sums": {}}
     bar = tqdm(total=cfg.max_steps, initial=step, desc="train", disable=not accelerator.is_main_process)
     model.train()
     try:
@@ -187,6 +188,12 @@ def train(cfg: TrainConfig, build_model=default_build, compute_loss=default_loss
                     f", {k} {v:.4f}" for k, v in scores.items() if k != "val/bpsp"))
             if step % cfg.save_every == 0 or step == cfg.max_steps:
                 save_state()
+            if cfg.slice_minutes > 0 and time.perf_counter() - began > 60 * cfg.slice_minutes and step < cfg.max_steps:
+                if step % cfg.save_every:
+                    save_state()
+                accelerator.print(f"slice of {cfg.slice_minutes} min done: state saved at step {step} in "
+                                  f"{out / 'checkpoints'}; rerun with resume=true to go on")
+                return {**metrics, "steps": step, "finished": False}
     except KeyboardInterrupt:
         save_state()
         accelerator.print(f"\ninterrupted: state saved at step {step}; continue with resume=true")
