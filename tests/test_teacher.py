@@ -111,11 +111,6 @@ def test_teacher_cache_holds_the_teachers_top_values_and_code_lengths(teacher_di
     assert torch.equal(values, top.indices)
     bits = torch.from_numpy(cache["nlp16"][5]).float() / 16
     assert torch.allclose(bits, (-top.values / np.log(2)).clamp(max=255 / 16), atol=1 / 32 + 1e-6)
-    # The cached target is close to the teacher itself: KL(cache || teacher) is the truncation only,
-    # far below KL(cache || a flat distribution).
-    nlp = torch.from_numpy(cache["nlp16"][5])
-    flat = torch.full_like(log_probs, -np.log(256.0))
-    assert cached_kl_bits(values.to(torch.uint8), nlp, log_probs).mean() < 0.1 * cached_kl_bits(values.to(torch.uint8), nlp, flat).mean()
     with pytest.raises(CacheError, match="not overwriting"):
         write_cache(teacher, train_split, cache_dir)
 

@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from trainer.config import load_recipe
 from trainer.train.loop import train
-from trainer.models.pixel_lm import PixelLM, byte_tokenizer
+from trainer.models.pixel_lm import ModelLoadError, PixelLM, byte_tokenizer, from_adapter
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -106,6 +106,14 @@ def test_lora_on_a_local_model_saves_and_reloads(tiny_overrides, tmp_path):
     assert state and all("lora_" in k or "pixel_head" in k or "trainable_tokens" in k for k in state)  # no frozen base copy
     adapter_weights = load_file(final / "adapter" / "adapter_model.safetensors")
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapter_weights.items())  # LoRA really trained
+
+    # What travels back from a GPU: the folder without its merged weights, rebuilt on the base.
+    (final / "model.safetensors").unlink()
+    rebuilt = from_adapter(final).eval()
+    with torch.no_grad():
+        assert torch.allclose(a, rebuilt.log_probs(rebuilt.hidden_states(ids)[0]), atol=1e-5)
+    with pytest.raises(ModelLoadError, match="no adapter"):
+        from_adapter(tmp_path / "run")
 
 
 def test_cli_errors_are_one_clear_line(tmp_path):

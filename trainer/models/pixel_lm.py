@@ -262,6 +262,28 @@ class PixelLM(nn.Module):
         return cls(lm, tokenizer, vocab, prompt, head)
 
 
+def from_adapter(directory, base: str | None = None) -> PixelLM:
+    """A LoRA-trained PixelLM rebuilt from a final/ folder without its merged weights (what travels
+    back from a GPU: adapter/, pixel_head, tokenizer, vocabulary, prompt, recipe.yaml): the base
+    model of the recipe (or `base`), its pixel rows initialized as at training, then the adapter
+    (LoRA and trained pixel-token rows) merged in."""
+    from peft import PeftModel
+
+    from trainer.config import TrainConfig, load_recipe
+
+    directory = Path(directory)
+    if not (directory / "adapter" / "adapter_config.json").is_file():
+        raise ModelLoadError(f"{directory} has no adapter/ (only LoRA runs save one)")
+    cfg = load_recipe(str(directory / "recipe.yaml"), [f"model.base={base}"] if base else [], schema=TrainConfig)
+    lm, _, _ = load_base_model(cfg.model)
+    lm = PeftModel.from_pretrained(lm, directory / "adapter").merge_and_unload()
+    tokenizer, vocab, prompt = load_prompt_parts(directory)
+    head_state = load_file(directory / HEAD_FILE)
+    head = nn.Linear(head_state["weight"].shape[1], 256, bias="bias" in head_state, dtype=head_state["weight"].dtype)
+    head.load_state_dict(head_state)
+    return PixelLM(lm, tokenizer, vocab, prompt, head)
+
+
 def load_prompt_parts(directory) -> tuple:
     """(tokenizer, pixel vocabulary, prompt builder) saved in a PixelLM folder: what a student or a
     re-quantized model shares with the folder it comes from."""
