@@ -167,8 +167,9 @@ def patch_rows(height: int, width: int, patch_height: int, patch_width: int) -> 
 
 
 def deterministic_cuda() -> None:
-    """Settings of the CUDA numeric mode: full float32 matmuls, deterministic kernels. cuBLAS reads
-    its workspace setting when it starts, so this runs before the model reaches the GPU."""
+    """Settings of the CUDA numeric mode (process-wide: torch has no per-call switch): full float32
+    matmuls, deterministic kernels. cuBLAS reads its workspace setting when it starts, so this runs
+    before the model reaches the GPU."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

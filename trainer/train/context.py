@@ -157,8 +157,10 @@ def train_context(cfg: ContextTrainConfig) -> dict:
     model = ContextModel(cfg.model)
     train_paths, val_paths = split_images(cfg.data, cfg.seed)
     try:
-        train_paths = [p for p in train_paths if load_image(p).shape[2] == cfg.model.channels]  # the stack's order
-        train_images = load_images(train_paths, cfg.model.channels)
+        kept = [(p, im) for p, im in zip(train_paths, map(load_image, train_paths)) if im.shape[2] == cfg.model.channels]
+        if not kept:
+            raise DataError(f"none of {len(train_paths)} training images has {cfg.model.channels} channels")
+        train_paths, train_images = [p for p, _ in kept], [im for _, im in kept]  # the stack's order
         val_contexts, val_targets = val_windows(load_images(val_paths, cfg.model.channels), model,
                                                 cfg.val_crops_per_image, cfg.val_crop_size)
     except ImageModeError as err:
