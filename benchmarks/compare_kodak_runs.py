@@ -1,7 +1,7 @@
-"""v4 against v3 on the Kodak images the v4 run has finished: bpsp, times and exact decodes of
+"""v4 against v3 on the Kodak images the v4 run has finished (all 24 since 2026-11-27): bpsp, times and exact decodes of
 benchmarks/kodak_v4 (v4 and JPEG-XL e9) and of benchmarks/kodak (v3 and JPEG-XL e9, the earlier run).
 
-    python benchmarks/compare_kodak_runs.py > benchmarks/kodak_v4/partial_vs_v3.json
+    python benchmarks/compare_kodak_runs.py > benchmarks/kodak_v4/vs_v3.json
 """
 import json
 new=[json.loads(l) for l in open('benchmarks/kodak_v4/results.jsonl')]
