@@ -14,7 +14,6 @@ k = 8, so thousands of patches travel back in a few files of at most 15 MiB.
 """
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +103,7 @@ def cached_kl_bits(values: torch.Tensor, nlp16: torch.Tensor, student_log_probs:
 
 
 def cache_summary(cache: dict) -> dict:
-    top_mass = torch.from_numpy(cache["nlp16"][:64].astype(np.float32))
-    mass = torch.exp(-top_mass / STEPS_PER_BIT * math.log(2)).sum(-1).mean().item()
+    """Size of a cache and the mean probability its top k hold (over its first 64 patches)."""
+    code = torch.from_numpy(cache["nlp16"][:64].astype(np.float32))
+    mass = torch.exp(-code / STEPS_PER_BIT * LN2).sum(-1).mean().item()
     return {"patches": len(cache["origin"]), "top_k": cache["meta"]["top_k"], "top_k_mass": round(mass, 4)}
