@@ -7,6 +7,9 @@
 4. the model's code length on whole Kodak images (bf16 autocast forward, teacher-forced: the ideal
    the codec approaches; step 3 shows the gap on the crops).
 
+Steps 1-2 need --patch-file (left out: skipped). A teacher folder without merged weights (what a GPU
+run brings back: adapter/, pixel head, tokenizer) is first rebuilt on --base (`from_adapter`).
+
     python benchmarks/llm_teacher.py --teacher checkpoints/lora_smollm2_gpu/final \
         --patch-file gpu/patches-smollm2.npz --kodak ../shared/data/kodak --out benchmarks/llm_teacher \
         --device cuda --cache-patches 3000
@@ -67,9 +70,11 @@ def image_bpsp(model, image: np.ndarray, device, batch: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teacher", type=Path, required=True)
-    ap.add_argument("--patch-file", type=Path, required=True)
+    ap.add_argument("--patch-file", type=Path, default=None, help="val bpsp and the teacher cache (left out: skipped)")
+    ap.add_argument("--base", default=None, help="base model to rebuild an adapter-only teacher on (a path or hub id)")
     ap.add_argument("--kodak", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--report", type=Path, default=None, help="where the JSON goes (default: OUT/teacher.json)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch", type=int, default=96)
     ap.add_argument("--cache-patches", type=int, default=3000)
@@ -82,12 +87,26 @@ def main() -> None:
     device = torch.device(args.device)
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "teacher": str(args.teacher)}
-    path = args.out / "teacher.json"
+    path = args.report or args.out / "teacher.json"
 
     def save():
         path.write_text(json.dumps(report, indent=1))
 
+    if not (args.teacher / "model.safetensors").is_file():  # adapter-only: merge it into the base once
+        from trainer.models.pixel_lm import from_adapter
+
+        start = time.perf_counter()
+        merged = args.out / "merged"
+        from_adapter(args.teacher, args.base).save_pretrained(merged)
+        report["rebuilt_from_adapter_s"] = round(time.perf_counter() - start, 1)
+        args.teacher = merged
     model = PixelLM.from_pretrained(args.teacher).eval().to(device)
+    if args.patch_file is not None:
+        measure_patches(model, args, device, report, save)
+    run_codec_and_kodak(model, args, device, report, save)
+
+
+def measure_patches(model, args, device, report, save) -> None:
     val = PatchFile(args.patch_file, "val", model.prompt)
     start = time.perf_counter()
     report["val"] = {"patches": len(val), "bpsp_fp32": val_bpsp(model, val, device, args.batch, False),
@@ -110,6 +129,8 @@ def main() -> None:
     print("cache", report["cache"], flush=True)
     save()
 
+
+def run_codec_and_kodak(model, args, device, report, save) -> None:
     from trainer.codec.bundle import export_bundle
     from trainer.codec.patch import Codec
 
@@ -147,8 +168,9 @@ def main() -> None:
         print("kodak", kodak[-1], flush=True)
     sync(device)
     seconds = time.perf_counter() - start
+    # mean over images (Kodak's images are the same size, so also total bits / total subpixels)
     report["kodak_forward_bf16"] = {"images": len(kodak), "mean_bpsp": float(np.mean([k["bpsp"] for k in kodak])) if kodak else None,
-                                    "seconds": round(seconds, 2), "per_image": kodak}
+                                    "seconds": round(seconds, 2), "batch": args.batch, "per_image": kodak}
     save()
     print(json.dumps({k: v for k, v in report.items() if k != "kodak_forward_bf16"}, indent=1))
     print("kodak mean", report["kodak_forward_bf16"]["mean_bpsp"], "over", len(kodak), "images")
