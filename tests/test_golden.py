@@ -77,3 +77,32 @@ def test_integer_golden_stream_decodes_on_other_cpu_kernels(tmp_path):
                     str(out), "--bundle", str(CHECKPOINTS / "pixlm-context-v4")], check=True, env=env,
                    cwd=CHECKPOINTS.parent, capture_output=True)
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(EXPECTED / "astronaut-64x40.png")))
+
+
+def test_cross_machine_script_counts_only_exact_decodes(tmp_path):
+    """benchmarks/cross_machine.py (run on a second machine): the v4 golden stream decodes exactly; a
+    stream with a flipped payload byte is reported with its one-line error; a stream without its
+    original image stops the script before any decode."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).parent.parent / "benchmarks" / "cross_machine.py"
+    streams = tmp_path / "streams"
+    streams.mkdir()
+    golden = (EXPECTED / "astronaut-64x40.context-v4.pxl").read_bytes()
+    (streams / "astronaut-64x40.context-v4.pxl").write_bytes(golden)
+    broken = bytearray(golden)
+    broken[-40] ^= 0xFF
+    (streams / "astronaut-64x40.broken.pxl").write_bytes(bytes(broken))
+    out = tmp_path / "cross.json"
+    run = subprocess.run([sys.executable, str(script), "--streams", str(streams), "--images", str(EXPECTED),
+                          "--threads", "2", "--jobs", "2", "--out", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    rows = {r["stream"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["astronaut-64x40.context-v4.pxl"]["exact"] and rows["astronaut-64x40.context-v4.pxl"]["error"] is None
+    assert not rows["astronaut-64x40.broken.pxl"]["exact"]
+    assert rows["astronaut-64x40.broken.pxl"]["error"].startswith("pixlm: error:")
+    (streams / "lonely.pxl").write_bytes(golden)
+    run = subprocess.run([sys.executable, str(script), "--streams", str(streams), "--images", str(EXPECTED),
+                          "--out", str(out)], capture_output=True, text=True)
+    assert run.returncode != 0 and "no original image for lonely.pxl" in run.stderr
