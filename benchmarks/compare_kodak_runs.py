@@ -1,22 +1,57 @@
-"""v4 against v3 on the Kodak images the v4 run has finished (all 24 since 2026-11-27): bpsp, times and exact decodes of
-benchmarks/kodak_v4 (v4 and JPEG-XL e9) and of benchmarks/kodak (v3 and JPEG-XL e9, the earlier run).
+"""One bundle's Kodak run against earlier runs of other bundles, on the images the run has finished:
+bpsp (total bits / total subpixels), mean encode and decode seconds, exact decodes, and JPEG-XL e9
+from each run (each run's own baseline, measured beside it).
 
-    python benchmarks/compare_kodak_runs.py > benchmarks/kodak_v4/vs_v3.json
+    python benchmarks/compare_kodak_runs.py --run benchmarks/kodak_v5 --codec pixlm-context-v5 \
+        --against benchmarks/kodak:pixlm-context-v3 benchmarks/kodak_v4:pixlm-context-v4 > benchmarks/kodak_v5/vs_v3_v4.json
 """
+
+import argparse
 import json
-new=[json.loads(l) for l in open('benchmarks/kodak_v4/results.jsonl')]
-old=[json.loads(l) for l in open('benchmarks/kodak/results.jsonl')]
-done=[r['image'] for r in new if r['codec']=='pixlm-context-v4' and r.get('ok')]
-def agg(rs, codec, imgs):
-    sel=[r for r in rs if r['codec']==codec and r['image'] in imgs and r.get('ok')]
-    sp=sum(r['subpixels'] for r in sel); by=sum(r['bytes'] for r in sel)
-    enc=sum(r['encode_seconds'] for r in sel); dec=sum(r['decode_seconds'] for r in sel)
-    return dict(n=len(sel), bpsp=round(8*by/sp,4), enc_s=round(enc/len(sel),1), dec_s=round(dec/len(sel),1),
-                enc_sps=round(sp/enc), dec_sps=round(sp/dec), exact=sum(1 for r in sel if r.get('decodes_exact',0)>=1))
-out={'images':len(done)}
-out['v4']=agg(new,'pixlm-context-v4',done); out['jpegxl-e9']=agg(new,'jpegxl-e9',done)
-out['v3_previous_run']=agg(old,'pixlm-context-v3',done); out['jpegxl-e9_previous_run']=agg(old,'jpegxl-e9',done)
-v4=[r for r in new if r['codec']=='pixlm-context-v4' and r['image'] in done]
-out['max_dec_s']=round(max(r['decode_seconds'] for r in v4),1)
-out['v4_below_jxl']=sum(1 for r in v4 if r['bpsp'] < next(x['bpsp'] for x in new if x['codec']=='jpegxl-e9' and x['image']==r['image']))
-print(json.dumps(out, indent=1))
+from pathlib import Path
+
+REFERENCE = "jpegxl-e9"
+
+
+def load(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines() if line.strip()]
+
+
+def summary(rows: list[dict], codec: str, images: list[str]) -> dict:
+    sel = [r for r in rows if r["codec"] == codec and r["image"] in images and r.get("ok")]
+    if not sel:
+        return {"n": 0}
+    subpixels, size = sum(r["subpixels"] for r in sel), sum(r["bytes"] for r in sel)
+    enc, dec = sum(r["encode_seconds"] for r in sel), sum(r["decode_seconds"] for r in sel)
+    return {"n": len(sel), "bpsp": round(8 * size / subpixels, 4), "enc_s": round(enc / len(sel), 1),
+            "dec_s": round(dec / len(sel), 1), "max_dec_s": round(max(r["decode_seconds"] for r in sel), 1),
+            "enc_sps": round(subpixels / enc), "dec_sps": round(subpixels / dec),
+            "exact": sum(1 for r in sel if r.get("decodes_exact", 0) >= 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, required=True, help="a bench --out folder (results.jsonl)")
+    ap.add_argument("--codec", required=True, help="the bundle's name in that run")
+    ap.add_argument("--against", nargs="*", default=[], help="RUN:CODEC of earlier runs")
+    args = ap.parse_args()
+    rows = load(args.run)
+    images = [r["image"] for r in rows if r["codec"] == args.codec and r.get("ok")]
+    out = {"images": len(images), args.codec: summary(rows, args.codec, images),
+           REFERENCE: summary(rows, REFERENCE, images)}
+    jxl = {r["image"]: r["bpsp"] for r in rows if r["codec"] == REFERENCE and r.get("ok")}
+    out["below_" + REFERENCE] = sum(1 for r in rows if r["codec"] == args.codec and r.get("ok")
+                                    and r["image"] in jxl and r["bpsp"] < jxl[r["image"]])
+    for spec in args.against:
+        run, codec = spec.rsplit(":", 1)
+        earlier = load(Path(run))
+        out[f"{codec} ({run})"] = summary(earlier, codec, images)
+        out[f"{REFERENCE} ({run})"] = summary(earlier, REFERENCE, images)
+        other = out[f"{codec} ({run})"]
+        if other.get("n") == len(images):
+            out[f"{args.codec} vs {codec}, percent"] = round(100 * (out[args.codec]["bpsp"] / other["bpsp"] - 1), 2)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

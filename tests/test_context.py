@@ -206,7 +206,7 @@ def test_bench_runs_a_context_bundle_beside_a_baseline(context_bundles, photos, 
 
 
 def test_the_shipped_bundle_is_intact_and_the_cli_default(photos, tmp_path):
-    """checkpoints/pixlm-context-v4 (git-tracked) is what `pixlm encode` uses without --bundle; a stream of
+    """checkpoints/pixlm-context-v5 (git-tracked) is what `pixlm encode` uses without --bundle; a stream of
     an earlier bundle, pixlm-context-v1 (also shipped), still decodes."""
     import os
     import subprocess

@@ -32,7 +32,8 @@ SAME_FLOATS = (torch.backends.cpu.get_cpu_capability(), torch.__version__) == (M
 @pytest.mark.parametrize("bundle,container_version,image", [("pixlm-context-v1", 1, "astronaut-32x20"),
                                                             ("pixlm-context-v2", 2, "astronaut-32x20"),
                                                             ("pixlm-context-v3", 2, "astronaut-64x40"),
-                                                            ("pixlm-context-v4", 2, "astronaut-64x40")])
+                                                            ("pixlm-context-v4", 2, "astronaut-64x40"),
+                                                            ("pixlm-context-v5", 2, "astronaut-64x40")])
 def test_golden_stream_decodes_and_reencodes_identically(bundle, container_version, image, tmp_path):
     source = EXPECTED / f"{image}.png"
     golden = EXPECTED / f"{image}.context-{bundle.rsplit('-', 1)[1]}.pxl"
@@ -63,18 +64,20 @@ def test_golden_stream_decodes_and_reencodes_identically(bundle, container_versi
         assert again == data
 
 
-def test_integer_golden_stream_decodes_on_other_cpu_kernels(tmp_path):
+@pytest.mark.parametrize("version", ["v4", "v5"])
+def test_integer_golden_stream_decodes_on_other_cpu_kernels(tmp_path, version):
     """The portable promise where this machine can show it: torch forced onto its scalar kernels
-    (ATEN_CPU_CAPABILITY=default, as on a CPU without AVX2) decodes the v4 stream bit-exactly. The
-    float v3 stream fails there (measured: the range decoder meets other tables and gives up)."""
+    (ATEN_CPU_CAPABILITY=default, as on a CPU without AVX2) decodes the integer streams (12-bit grids:
+    v4, 16-bit: v5) bit-exactly. The float v3 stream fails there (measured: the range decoder meets
+    other tables and gives up)."""
     import os
     import subprocess
     import sys
 
     out = tmp_path / "back.png"
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
-    subprocess.run([sys.executable, "-m", "trainer.cli", "decode", str(EXPECTED / "astronaut-64x40.context-v4.pxl"),
-                    str(out), "--bundle", str(CHECKPOINTS / "pixlm-context-v4")], check=True, env=env,
+    subprocess.run([sys.executable, "-m", "trainer.cli", "decode", str(EXPECTED / f"astronaut-64x40.context-{version}.pxl"),
+                    str(out), "--bundle", str(CHECKPOINTS / f"pixlm-context-{version}")], check=True, env=env,
                    cwd=CHECKPOINTS.parent, capture_output=True)
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(EXPECTED / "astronaut-64x40.png")))
 

@@ -92,7 +92,7 @@ def write_manifest(folder: Path) -> str:
 def _model_card(checkpoint: Path, quantization: str, precision: int, parameters: int, measured: dict | None,
                 images: Path | None, adaptation: Adaptation | None = None) -> str:
     weights = {"int8": "int8, one symmetric float32 scale per row of every 2-D weight; float32 after load",
-               "integer": "float32 masters; coded in integer arithmetic: int8 weights (skips int16), 12-bit "
+               "integer": "float32 masters; coded in integer arithmetic: int8 weights (skips int16), 16-bit "
                           "activations, lookup tables (integer.safetensors): streams decode bit-exactly on any machine",
                }.get(quantization, "float32")
     lines = [f"# pixlm codec bundle ({'int8 weights' if quantization == 'int8' else 'integer arithmetic' if quantization == 'integer' else 'float32 weights'})", "",
@@ -271,7 +271,7 @@ def open_bundle(folder: Path) -> Bundle:
 
 
 # The bundle the project ships (git-tracked): what `pixlm encode` uses when no --bundle is given.
-DEFAULT_BUNDLE = resource("checkpoints") / "pixlm-context-v4"
+DEFAULT_BUNDLE = resource("checkpoints") / "pixlm-context-v5"
 
 
 def default_bundle() -> Bundle:
