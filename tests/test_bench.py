@@ -13,6 +13,9 @@ from PIL import Image
 
 from trainer.bench import run as bench
 from trainer.bench.baselines import BASELINES, REFERENCE
+from trainer.bench.cost import DEFAULT_PRICES, load_prices
+from trainer.bench.options import BenchError, parse_variants
+from trainer.bench.summary import SCHEMA_VERSION
 from trainer.cli import main as pixlm
 from trainer.codec import fallback
 from trainer.codec.container import unpack
@@ -66,7 +69,7 @@ def by_codec(report, name):
 def test_schema_and_outputs(run, two_photos):
     report, out = run
     assert json.loads((out / "report.json").read_text()) == report
-    assert report["schema_version"] == bench.SCHEMA_VERSION
+    assert report["schema_version"] == SCHEMA_VERSION
     for key in ("created", "reference_codec", "memory_method", "machine", "config", "codecs", "sets", "images"):
         assert key in report
     names = [c["name"] for c in report["codecs"]]
@@ -159,7 +162,7 @@ def test_bits_map_accounts_for_the_payload(run, bundle_dir):
 def test_cost_fields_follow_from_bytes_and_times(run):
     report, _ = run
     prices = report["config"]["cost"]
-    assert prices == bench.DEFAULT_PRICES
+    assert prices == DEFAULT_PRICES
     (s,) = report["sets"]
     ref = s["codecs"][REFERENCE]
     cores = {c["name"]: c["cores_charged"] for c in report["codecs"]}
@@ -250,11 +253,11 @@ def test_bad_inputs_are_one_line_errors(tmp_path, two_photos, capsys, args, mess
 
 def test_price_file_overrides_defaults(tmp_path, capsys):
     (tmp_path / "p.yaml").write_text("transfer_usd_per_gb: 0.01\n")
-    assert bench.load_prices(str(tmp_path / "p.yaml")) == {**bench.DEFAULT_PRICES, "transfer_usd_per_gb": 0.01}
+    assert load_prices(str(tmp_path / "p.yaml")) == {**DEFAULT_PRICES, "transfer_usd_per_gb": 0.01}
     (tmp_path / "q.yaml").write_text("egress: 1\n")
-    with pytest.raises(bench.BenchError, match="unknown price 'egress'"):
-        bench.load_prices(str(tmp_path / "q.yaml"))
-    assert bench.parse_variants("threads=1,2;batch=1,64") == [
+    with pytest.raises(BenchError, match="unknown price 'egress'"):
+        load_prices(str(tmp_path / "q.yaml"))
+    assert parse_variants("threads=1,2;batch=1,64") == [
         {"threads": 1, "batch": 1}, {"threads": 1, "batch": 64}, {"threads": 2, "batch": 1}, {"threads": 2, "batch": 64}]
 
 

@@ -75,7 +75,7 @@ def test_tables_are_valid_and_close_to_the_float_model(model):
     assert abs(bits / float_bits - 1) < 0.01
 
 
-@pytest.mark.parametrize("rows", [1, 5, 15, 16, 17, 33, 255])
+@pytest.mark.parametrize("rows", [1, 5, 15, 16, 17, 33, 129, 255])  # one table pass: 128 rows
 def test_tables_do_not_depend_on_the_batch(model, rows):
     context, targets = block()
     whole = tables(model, context, targets)
@@ -140,6 +140,9 @@ def test_quantized_gradients_use_a_power_of_two_step():
     assert np.log2(unit) == int(np.log2(unit)) and ints.abs().max() < 2 ** 15
     assert torch.equal(ints, torch.round(ints)) and torch.allclose(ints * unit, g, rtol=1e-4)
     assert quantize_grad(torch.zeros(2, 2))[1] == 1.0
+    for tiny in (g, g * 1e-290):  # scaling by 1 / unit (or, near the float64 range's end, dividing): exact
+        ints, unit = quantize_grad(tiny)
+        assert torch.equal(ints, torch.round(tiny / unit))
 
 
 FINGERPRINT = """

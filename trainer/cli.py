@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from trainer.config import RecipeError, TrainConfig, available_recipes, load_recipe
+from trainer.config import Adaptation, RecipeError, TrainConfig, available_recipes, load_recipe
 
 
 def user_errors() -> tuple:
@@ -171,20 +171,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure the model card's validation bpsp on patches of these images "
                              "(default: the checkpoint's metrics.json)")
     export.add_argument("--val-patches", type=int, default=16, help="random patches per image for --images")
+    shipped = Adaptation()  # the defaults: the shipped bundles' settings
     export.add_argument("--adapt-block", type=int, default=None,
                         help="context bundles: online adaptation, Adam steps after every N coded pixels "
-                             "(default 512; 0 turns it off; LM bundles: off). The defaults are the shipped v3's")
-    export.add_argument("--adapt-lr", type=float, default=2e-4, help="learning rate of the online adaptation")
-    export.add_argument("--adapt-steps", type=int, default=2, help="Adam steps per block of the online adaptation")
+                             f"(default {shipped.block}; 0 turns it off; LM bundles: off)")
+    export.add_argument("--adapt-lr", type=float, default=shipped.lr, help="learning rate of the online adaptation")
+    export.add_argument("--adapt-steps", type=int, default=shipped.steps,
+                        help="Adam steps per block of the online adaptation")
     export.add_argument("--adapt-trunk-layers", type=int, default=None,
                         help="the trunk's top layers the online adaptation trains (default: all; heads always train)")
-    export.add_argument("--adapt-delay", type=int, choices=(0, 1), default=1,
+    export.add_argument("--adapt-delay", type=int, choices=(0, 1), default=shipped.delay,
                         help="1: each block's adaptation runs on a second core while the next block is coded "
                              "(its weights arrive one block late)")
     fetch = commands.add_parser("download", help="download an image set listed in a manifest, checksum-verified")
     fetch.add_argument("manifest", help="name in data/manifests (e.g. kodak) or a manifest .json path")
     fetch.add_argument("--dest", type=Path, required=True, help="folder to write the images to")
-    from trainer.bench import run as bench
+    from trainer.bench import options as bench
 
     bench.add_parser(commands)
     args = parser.parse_args(argv)
@@ -206,11 +208,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(paths)} files in {args.dest}, all sha256-verified")
         elif args.command == "export":
             from trainer.codec.bundle import model_kind
-            from trainer.config import Adaptation
 
             block = args.adapt_block
             if block is None:
-                block = 512 if model_kind(args.checkpoint) == "context" and args.quantize != "int8" else 0
+                block = Adaptation.block if model_kind(args.checkpoint) == "context" and args.quantize != "int8" else 0
             adaptation = Adaptation(block, args.adapt_lr, args.adapt_steps, args.adapt_trunk_layers,
                                     args.adapt_delay) if block else None
             bundle = export_bundle(args.checkpoint, args.output, args.precision, quantize=args.quantize,

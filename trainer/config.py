@@ -175,16 +175,17 @@ class ContextTrainConfig(RunConfig):
 
 @dataclass(frozen=True)
 class Adaptation:
-    """Online per-image adaptation of a context bundle (trainer.codec.adapt), stored in its codec.json."""
-    block: int = 1024  # coded pixels between two adaptation steps
-    lr: float = 1e-4  # Adam learning rate
-    steps: int = 1  # optimizer steps per block
+    """Online per-image adaptation of a context bundle (trainer.codec.adapt), stored in its codec.json.
+    The defaults are the shipped bundles' (v3 to v5), chosen on validation images (EXPERIMENTS.md)."""
+    block: int = 512  # coded pixels between two adaptation steps
+    lr: float = 2e-4  # Adam learning rate
+    steps: int = 2  # optimizer steps per block
     # How many of the trunk's top layers train (None: all). The heads and skips always do; the
     # layers below stay frozen, so their outputs are kept from the coding pass, not recomputed.
     trunk_layers: int | None = None
     # 1: a block's training runs on a second core while the next block is coded, and its weights
     # predict from the block after that (trainer.codec.adapt); 0: train, then code on.
-    delay: int = 0
+    delay: int = 1
 
     def __post_init__(self):
         if (self.block < 1 or self.steps < 1 or not 0 < self.lr < 1 or (self.trunk_layers or 0) < 0

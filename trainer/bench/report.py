@@ -1,4 +1,4 @@
-"""report.md, pareto.png and heatmap_<set>.png from a `pixlm bench` report (see trainer/bench/run.py)."""
+"""report.md, pareto.png and heatmap_<set>.png from a `pixlm bench` report (built by trainer/bench/summary.py)."""
 
 from pathlib import Path
 

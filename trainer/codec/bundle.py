@@ -264,7 +264,8 @@ def open_bundle(folder: Path) -> Bundle:
     adaptation = None
     if version == ADAPTIVE_FORMAT_VERSION or (version == INTEGER_FORMAT_VERSION and "adaptation" in codec):
         try:
-            adaptation = Adaptation(**codec["adaptation"])
+            # v2 bundles predate trunk_layers and delay: every layer trained, nothing ran late
+            adaptation = Adaptation(**{"trunk_layers": None, "delay": 0, **codec["adaptation"]})
         except (KeyError, TypeError, ValueError) as err:
             raise BundleError(f"{folder}: codec.json adaptation is invalid ({err})") from None
     return Bundle(folder, claimed, int(codec["precision"]), quantization, model_kind(folder), adaptation)

@@ -56,11 +56,15 @@ def quantize_rows(weight: torch.Tensor, top: int) -> tuple[torch.Tensor, torch.T
 
 def quantize_grad(grad: torch.Tensor) -> tuple[torch.Tensor, float]:
     """grad ~ integers * unit, |integers| < 2**15, unit a power of two (so scaling is exact)."""
-    peak = float(grad.abs().max()) if grad.numel() else 0.0
+    low, high = torch.aminmax(grad) if grad.numel() else (torch.zeros(()), torch.zeros(()))
+    peak = max(-float(low), float(high))
     if peak == 0.0:
         return torch.zeros_like(grad), 1.0
-    unit = math.ldexp(1.0, math.frexp(peak)[1] - (GRAD_BITS - 1))
-    return torch.round(grad / unit), unit
+    exponent = math.frexp(peak)[1] - (GRAD_BITS - 1)
+    if exponent < -1000:  # 1 / unit would overflow: divide (same result, slower)
+        return torch.round(grad / math.ldexp(1.0, exponent)), math.ldexp(1.0, exponent)
+    # times 1 / unit, a power of two: the same value as dividing by unit, at a third of the cost
+    return torch.round(grad * math.ldexp(1.0, -exponent)), math.ldexp(1.0, exponent)
 
 
 class IntLinear:
@@ -84,9 +88,9 @@ class IntLinear:
     def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
         y = None
         for x, (a, b, s) in zip(parts, self.segments):
-            term = (x @ self.w_int[:, a:b].T) * (self.row * s)
-            y = term if y is None else y + term
-        return y if self.bias is None else y + self.bias
+            term = (x @ self.w_int[:, a:b].T).mul_(self.row * s)
+            y = term if y is None else y.add_(term)
+        return y if self.bias is None else y.add_(self.bias)
 
     def backward(self, parts: list[torch.Tensor], grad: torch.Tensor, inputs: tuple[int, ...] = ()) -> list:
         """Store the weight (and bias) gradients from d(loss)/dy (N, out); return d(loss)/d(float
@@ -110,7 +114,7 @@ class IntGelu:
         self.top = (len(table) - 1) // 2
 
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        index = (torch.round(y / self.pre_scale).clamp(-self.top, self.top) + self.top).long()
+        index = torch.round(y / self.pre_scale).clamp_(-self.top, self.top).add_(self.top).int()
         return lookup(self.table, index), index
 
     def backward(self, grad: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

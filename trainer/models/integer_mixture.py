@@ -38,6 +38,8 @@ SIG_SPAN = 20 * SIG_GRID  # sigmoid(+-20) rounds to 2**24 and 0
 UNITS = 255 * MEAN_GRID / 2
 EDGES = torch.arange(1, 256, dtype=torch.float32) * MEAN_GRID - MEAN_GRID / 2  # the 255 inner bin edges
 LN2 = math.log(2.0)
+ROWS_PER_PASS = 128  # rows of one pass of `frequencies` (speed only)
+_STEPS = torch.arange(1, 256, dtype=torch.float64)
 
 
 def make_tables() -> dict[str, torch.Tensor]:
@@ -66,28 +68,36 @@ class IntegerMixture:
         float32, exact), and which log scales sat inside their clamp (where gradients flow)."""
         q = torch.round(logits * LOGIT_GRID)
         q = (q - q.amax(1, keepdim=True)).clamp(min=-EXP_SPAN)
-        pi = lookup(self.exp, (q + EXP_SPAN).long())
+        pi = lookup(self.exp, q + EXP_SPAN)
         s = torch.round(log_scales * LOGIT_GRID)
         inside = (s >= LOG_SCALE_MIN) & (s <= LOG_SCALE_MAX)
-        k = lookup(self.inverse_scale, (s.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX) - LOG_SCALE_MIN).long())
+        k = lookup(self.inverse_scale, s.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX) - LOG_SCALE_MIN)
         m = torch.round((means + 1.0) * UNITS).clamp(-64 * MEAN_GRID, 320 * MEAN_GRID).float()
         return pi, k, m, inside
 
     def _index(self, edges, k, m):
-        """Sigmoid-table indices (N, K, E) of edges (E,) or (N, 1, E) in 1/16 values (float32)."""
-        return torch.round((edges - m[..., None]) * k[..., None]).clamp_(-SIG_SPAN, SIG_SPAN).add_(SIG_SPAN).long()
+        """Sigmoid-table indices (N, K, E), float32 integers, of edges (E,) or (N, 1, E) in 1/16 values."""
+        return torch.round((edges - m[..., None]) * k[..., None]).clamp_(-SIG_SPAN, SIG_SPAN).add_(SIG_SPAN)
 
     def frequencies(self, logits, means, log_scales, precision: int) -> np.ndarray:
         """(N, 256) int64 frequencies >= 1 summing to 2**precision."""
         pi, k, m, _ = self._grid(logits, means, log_scales)
-        sig = lookup(self.sigmoid, self._index(EDGES, k, m))  # (N, K, 255)
-        cdf = torch.bmm(pi[:, None], sig)[:, 0]  # exact: integer products and sums below 2**45
         total = ordered_sum(pi)[:, None] * 2.0 ** SIG_BITS
-        # F_e = floor(cdf_e * room / total) + e: two correctly rounded operations, so every machine
-        # gets the same F, nondecreasing in e, F_0 = 0 and F_256 = 2**precision: each freq >= 1
         room = float((1 << precision) - 256)
-        inner = torch.floor(cdf * room / total) + torch.arange(1, 256, dtype=torch.float64)
-        return np.diff(inner.numpy().astype(np.int64), prepend=0, append=1 << precision)
+        out = torch.empty(len(pi), 256, dtype=torch.int64)
+        # Rows in chunks: each chunk's (rows, K, 255) index and sigmoid values stay in the CPU's cache
+        # (measured 4x faster at 512 rows than one pass); rows are independent, so nothing changes.
+        for a in range(0, len(pi), ROWS_PER_PASS):
+            b = min(a + ROWS_PER_PASS, len(pi))
+            sig = lookup(self.sigmoid, self._index(EDGES, k[a:b], m[a:b]))  # (rows, K, 255)
+            cdf = torch.bmm(pi[a:b, None], sig)[:, 0]  # exact: integer products and sums below 2**45
+            # F_e = floor(cdf_e * room / total) + e: two correctly rounded operations, so every machine
+            # gets the same F, nondecreasing in e, F_0 = 0 and F_256 = 2**precision: each freq >= 1
+            inner = cdf.mul_(room).div_(total[a:b]).floor_().add_(_STEPS).long()
+            out[a:b, 0] = inner[:, 0]
+            torch.sub(inner[:, 1:], inner[:, :-1], out=out[a:b, 1:255])
+            out[a:b, 255] = (1 << precision) - inner[:, -1]
+        return out.numpy()
 
     def bits_and_grads(self, logits, means, log_scales, target: torch.Tensor):
         """Bits of each target value (N,) under the quantized mixture, and d(bits)/d(logits, means,
@@ -119,7 +129,11 @@ class IntegerMixture:
 
 
 def lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """table[index] for an index of any shape (index_select: faster than advanced indexing, same values)."""
+    """table[index] for an index of any shape, integer-valued in any dtype. Float indices become
+    int32 (exact below 2**31): AVX2 has no vector float -> int64 conversion, so int64 indices cost
+    ~10x more here, and index_select beats advanced indexing; the values are the same."""
+    if index.is_floating_point():
+        index = index.int()
     return table.index_select(0, index.flatten()).view(index.shape)
 
 
