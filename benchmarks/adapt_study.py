@@ -35,10 +35,11 @@ def center_crop(image: np.ndarray, crop: tuple[int, int] | None) -> np.ndarray:
 
 
 def parse_setting(text: str) -> Adaptation:
-    """BLOCK,LR,STEPS[,TRUNK_LAYERS[,DELAY]] -> Adaptation."""
+    """BLOCK,LR,STEPS[,TRUNK_LAYERS[,DELAY[,EVERY]]] -> Adaptation."""
     fields = text.split(",")
     layers = None if len(fields) < 4 or fields[3] in ("", "all") else int(fields[3])
-    return Adaptation(int(fields[0]), float(fields[1]), int(fields[2]), layers, int(fields[4]) if len(fields) > 4 else 0)
+    return Adaptation(int(fields[0]), float(fields[1]), int(fields[2]), layers, int(fields[4]) if len(fields) > 4 else 0,
+                      int(fields[5]) if len(fields) > 5 else 1)
 
 
 def main() -> None:
@@ -46,8 +47,9 @@ def main() -> None:
     parser.add_argument("--checkpoints", nargs="+", type=Path, required=True)
     parser.add_argument("--images", nargs="+", type=Path, required=True, help="folders or image files")
     parser.add_argument("--settings", nargs="+", default=["static", "1024,1e-4,1"],
-                        help="'static' or BLOCK,LR,STEPS[,TRUNK_LAYERS[,DELAY]] (trunk layers that adapt: a number "
-                             "or 'all'; delay: 1 = trained on a second core, one block late)")
+                        help="'static' or BLOCK,LR,STEPS[,TRUNK_LAYERS[,DELAY[,EVERY]]] (trunk layers that adapt: a "
+                             "number or 'all'; delay: 1 = trained on a second core, one block late; every: "
+                             "train on every k-th pixel of a block)")
     parser.add_argument("--crop", default=None, help="WxH center crop of every image")
     parser.add_argument("--limit", type=int, default=0, help="first N images of each folder")
     parser.add_argument("--threads", type=int, default=2)

@@ -371,7 +371,8 @@ def test_adaptation_settings_are_checked(context_bundles, tmp_path):
     from trainer.codec.bundle import BundleError, export_bundle, open_bundle, write_manifest
     from trainer.config import Adaptation
 
-    for bad in ((0, 1e-4, 1), (64, 0.0, 1), (64, 1e-4, 0), (64, 1e-4, 1, -1), (64, 1e-4, 1, None, 2)):
+    for bad in ((0, 1e-4, 1), (64, 0.0, 1), (64, 1e-4, 0), (64, 1e-4, 1, -1), (64, 1e-4, 1, None, 2),
+                (64, 1e-4, 1, None, 1, 0), (64, 1e-4, 1, None, 1, 65)):
         with pytest.raises(ValueError, match="adaptation"):
             Adaptation(*bad)
     with pytest.raises(BundleError, match="float32 or integer context bundles"):

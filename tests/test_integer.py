@@ -198,6 +198,36 @@ def test_integer_round_trip_spans_blocks_and_ignores_threads(tmp_path):
     assert np.array_equal(decoded, image)
 
 
+def test_sampled_adaptation_trains_on_every_kth_pixel_and_round_trips(tmp_path):
+    """`every: 2`: a step on a block is exactly the step on its even pixels, and streams decode."""
+    from trainer.codec.adapt import OnlineAdapter
+    from trainer.config import Adaptation
+
+    base = open_bundle(V5).load_model()
+    context, targets = block(64)
+    with OnlineAdapter(base, Adaptation(64, 2e-4, 1, None, 0, every=2)) as sampled, \
+            OnlineAdapter(base, Adaptation(32, 2e-4, 1, None, 0)) as full:
+        sampled.block_done(context, targets)
+        full.block_done(context[::2], targets[::2])
+        assert all(torch.equal(a.weight, b.weight) for a, b in zip(sampled.model.linears, full.model.linears))
+        assert not torch.equal(sampled.model.linears[0].weight, base.linears[0].weight)
+    source = ROOT / "tests" / "expected" / "astronaut-32x20.png"
+    streams = []
+    for every in (1, 2):
+        out = tmp_path / f"every{every}"
+        export_bundle(V5, out, quantize="integer", calibrate=[source],
+                      adaptation=Adaptation(64, 2e-4, 2, None, 1, every=every))
+        codec = open_codec(out, progress=False, fallback=False)
+        assert codec.numeric_mode.endswith("-d1-e2" if every == 2 else "-d1")
+        codec.encode(source, tmp_path / f"{every}.pxl")
+        decoded, _ = codec.decode(tmp_path / f"{every}.pxl")
+        from PIL import Image
+
+        assert np.array_equal(decoded, np.asarray(Image.open(source)))
+        streams.append((tmp_path / f"{every}.pxl").read_bytes())
+    assert streams[0] != streams[1]
+
+
 def test_static_integer_bundle_round_trip(tmp_path):
     """Without adaptation the encoder predicts the whole image in slices; the decoder agrees."""
     out = tmp_path / "static"

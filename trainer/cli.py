@@ -183,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--adapt-delay", type=int, choices=(0, 1), default=shipped.delay,
                         help="1: each block's adaptation runs on a second core while the next block is coded "
                              "(its weights arrive one block late)")
+    export.add_argument("--adapt-every", type=int, default=shipped.every,
+                        help="train on every k-th pixel of a block only (the adaptation costs 1/k)")
     fetch = commands.add_parser("download", help="download an image set listed in a manifest, checksum-verified")
     fetch.add_argument("manifest", help="name in data/manifests (e.g. kodak) or a manifest .json path")
     fetch.add_argument("--dest", type=Path, required=True, help="folder to write the images to")
@@ -213,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             if block is None:
                 block = Adaptation.block if model_kind(args.checkpoint) == "context" and args.quantize != "int8" else 0
             adaptation = Adaptation(block, args.adapt_lr, args.adapt_steps, args.adapt_trunk_layers,
-                                    args.adapt_delay) if block else None
+                                    args.adapt_delay, args.adapt_every) if block else None
             bundle = export_bundle(args.checkpoint, args.output, args.precision, quantize=args.quantize,
                                    images=args.images, val_patches=args.val_patches, adaptation=adaptation,
                                    calibrate=args.calibrate)

@@ -186,20 +186,24 @@ class Adaptation:
     # 1: a block's training runs on a second core while the next block is coded, and its weights
     # predict from the block after that (trainer.codec.adapt); 0: train, then code on.
     delay: int = 1
+    # Train on every `every`-th pixel of a block (in coding order) only: the steps cost 1/every.
+    every: int = 1
 
     def __post_init__(self):
         if (self.block < 1 or self.steps < 1 or not 0 < self.lr < 1 or (self.trunk_layers or 0) < 0
-                or self.delay not in (0, 1)):
+                or self.delay not in (0, 1) or not 1 <= self.every <= self.block):
             raise RecipeError(f"adaptation block={self.block} lr={self.lr} steps={self.steps} "
-                             f"trunk_layers={self.trunk_layers} delay={self.delay}: block and steps must be >= 1, "
-                             "lr in (0, 1), trunk_layers >= 0 or null (all), delay 0 or 1")
+                             f"trunk_layers={self.trunk_layers} delay={self.delay} every={self.every}: block and "
+                             "steps must be >= 1, lr in (0, 1), trunk_layers >= 0 or null (all), delay 0 or 1, "
+                             "every from 1 to block")
 
     @property
     def tag(self) -> str:
         """Part of the numeric mode: a stream records how its weights moved."""
         layers = "" if self.trunk_layers is None else f"-t{self.trunk_layers}"
         delay = f"-d{self.delay}" if self.delay else ""
-        return f"adam-b{self.block}-lr{self.lr:g}-s{self.steps}{layers}{delay}"
+        every = f"-e{self.every}" if self.every > 1 else ""
+        return f"adam-b{self.block}-lr{self.lr:g}-s{self.steps}{layers}{delay}{every}"
 
 
 def available_recipes(directory: Path = RECIPES_DIR) -> list[str]:

@@ -96,7 +96,10 @@ class OnlineAdapter:
         self._training = self._worker.submit(self.train, contexts, targets, lower)
 
     def train(self, contexts: torch.Tensor, targets: torch.Tensor, lower: torch.Tensor | None = None) -> None:
-        model = self.trainee
+        model, every = self.trainee, self.settings.every
+        if every > 1:  # the same pixels on both sides: the block's coding order decides
+            contexts, targets = contexts[::every], targets[::every]
+            lower = None if lower is None else lower[::every]
         if self.integer:
             for _ in range(self.settings.steps):
                 model.train_step(contexts, targets, self.optimizer)

@@ -105,8 +105,9 @@ def _model_card(checkpoint: Path, quantization: str, precision: int, parameters:
     if adaptation is not None:
         trained = "all weights" if adaptation.trunk_layers is None else \
             f"the top {adaptation.trunk_layers} trunk layer(s), heads and skips"
+        sample = f" (training on 1 pixel in {adaptation.every})" if adaptation.every > 1 else ""
         lines.append(f"| online adaptation | Adam lr {adaptation.lr:g}, {adaptation.steps} step(s) on {trained} after every "
-                     f"{adaptation.block} coded pixels, repeated by the decoder (trainer/codec/adapt.py)"
+                     f"{adaptation.block} coded pixels{sample}, repeated by the decoder (trainer/codec/adapt.py)"
                      + ("; each block's steps run on a second core while the next block is coded, and its "
                         "weights predict from the block after that" if adaptation.delay else "") + " |")
     if measured is not None:
