@@ -5,7 +5,7 @@
 # Carried (ignored) folder $G, made on the CPU:
 #   $G/whl2/*.whl          wheels the GPU image lacks (gguf, constriction, omegaconf, transformers, peft)
 #   $G/smollm2.xz.*        python scripts/slim_gguf.py $G/smollm2-slim.gguf.xz, then split in parts
-#   $G/patches-smollm2.npz python -m trainer.train.patch_file recipe=lora_smollm2_gpu
+#   $G/patches-smollm2.npz python write_patch_file.py recipe=lora_smollm2_gpu
 #   $G/kodak/              the 24 Kodak PNGs (evaluation only)
 # These weigh ~110 MiB, more than one call of the lent GPU machine carries (64 MiB): the measured run
 # carried $G/kodak and the first part in one call, the rest in the next, on the same warm machine.

@@ -3,7 +3,8 @@ import pytest
 from PIL import Image
 
 from trainer.config import DataConfig, PromptConfig
-from trainer.train.data import DataError, build_datasets, collate, embedded_photos, resolve_images, split_by_image
+from trainer.train.data import DataError, collate, embedded_photos, resolve_images, split_by_image
+from trainer.train.datasets import build_datasets
 from trainer.models.pixel_lm import byte_tokenizer
 from trainer.tokenize.prompt import PromptBuilder
 from trainer.tokenize.vocab import build_pixel_vocab

@@ -11,7 +11,8 @@ import torch
 from tests.conftest import SMALL_PROMPT, TINY_LLAMA
 from trainer.config import ContextTrainConfig, RecipeError, load_recipe
 from trainer.models.pixel_lm import PixelLM
-from trainer.train.data import DataError, build_datasets
+from trainer.train.data import DataError
+from trainer.train.datasets import build_datasets
 from trainer.train.loop import train
 from trainer.train.patch_file import PatchFile, write_patch_file
 from trainer.train.teacher_cache import CacheError, cached_kl_bits, load_cache, target_log_probs, write_cache
@@ -66,6 +67,28 @@ def test_patch_file_refusals(crop_dir, teacher_dir, patch_file, tmp_path):
 
     with pytest.raises(DataError, match="was cut for"):
         PatchFile(patch_file, "train", PromptBuilder(other.prompt, prompt_tokenizer(teacher_dir), prompt.vocab))
+
+
+def test_write_patch_file_script(crop_dir, tmp_path):
+    """`python write_patch_file.py recipe=... data.patch_file=OUT`: the file, a summary line; without
+    data.patch_file one clear line and exit code 2."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    overrides = TINY_LLAMA + SMALL_PROMPT + [
+        f"data.train_dirs=[{crop_dir}]", "data.val_images=2", "data.patches_per_image=6",
+        "data.val_patches_per_image=3", f"data.cache_dir={tmp_path / 'cache'}"]
+
+    def script(*extra):
+        return subprocess.run([sys.executable, "write_patch_file.py", "recipe=quickstart", *overrides, *extra],
+                              cwd=root, capture_output=True, text=True, timeout=600)
+
+    missing = script()
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines()[-1].startswith("error: name the file")
+    done = script(f"data.patch_file={tmp_path / 'p.npz'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "train_patches=24" in done.stdout and (tmp_path / "p.npz").is_file()
 
 
 def prompt_tokenizer(folder):

@@ -188,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     fetch = commands.add_parser("download", help="download an image set listed in a manifest, checksum-verified")
     fetch.add_argument("manifest", help="name in data/manifests (e.g. kodak) or a manifest .json path")
     fetch.add_argument("--dest", type=Path, required=True, help="folder to write the images to")
-    from trainer.bench import options as bench
+    from trainer.bench.options import add_parser as add_bench_parser
 
-    bench.add_parser(commands)
+    add_bench_parser(commands)
     args = parser.parse_args(argv)
     from transformers.utils import logging as hf_logging
 
@@ -202,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()  # "Loading weights" bars would bury ours
 
     if args.command == "bench":
-        return bench.command(args, argv)
+        from trainer.bench.run import command as bench
+
+        return bench(args, argv)
     try:
         if args.command == "download":
             manifest = load_manifest(args.manifest)

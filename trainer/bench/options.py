@@ -1,8 +1,6 @@
-"""The `pixlm bench` command line: its arguments, checked before any work, and its entry point."""
+"""The `pixlm bench` command line: its arguments, checked before any work."""
 
-import os
 import re
-import sys
 from itertools import product
 from pathlib import Path
 
@@ -62,19 +60,3 @@ def parse_variants(text: str | None) -> list[dict]:
             raise BenchError(f"--decode-variants {text!r}: {key} values must be >= 1")
     keys = list(axes)
     return [dict(zip(keys, combo)) for combo in product(*(axes[k] for k in keys))]
-
-
-def command(args, argv: list[str] | None = None) -> int:
-    from trainer.bench.baselines import BaselineError
-    from trainer.bench.run import run
-
-    try:
-        run(args.data, args.bundle, args.baselines, args.out, limit=args.limit, crop=args.crop, resume=args.resume,
-            threads=args.threads, batch_size=args.batch_size, decode_variants=args.decode_variants, cost=args.cost,
-            progress=not args.quiet, argv=argv if argv is not None else sys.argv)
-    except (BenchError, BaselineError) as err:
-        print(f"pixlm: error: {err}", file=sys.stderr)
-        return 2
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"report: {args.out / 'report.md'} ({args.out / 'report.json'})")
-    return 0

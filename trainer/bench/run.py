@@ -15,6 +15,7 @@ merges those into results.jsonl and writes the one report.
 import json
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -255,3 +256,18 @@ def _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resu
     write_markdown(report, out)
     return report
 
+
+# -- the command -----------------------------------------------------------------------------------
+def command(args, argv: list[str] | None = None) -> int:
+    from trainer.bench.baselines import BaselineError
+
+    try:
+        run(args.data, args.bundle, args.baselines, args.out, limit=args.limit, crop=args.crop, resume=args.resume,
+            threads=args.threads, batch_size=args.batch_size, decode_variants=args.decode_variants, cost=args.cost,
+            progress=not args.quiet, argv=argv if argv is not None else sys.argv)
+    except (BenchError, BaselineError) as err:
+        print(f"pixlm: error: {err}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"report: {args.out / 'report.md'} ({args.out / 'report.json'})")
+    return 0

@@ -8,6 +8,7 @@ The in-context prior of a patch is the `context_rows` pixel rows directly above 
 decodes patch rows in order (every patch of a row at once, as one batch) already has it.
 """
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +106,16 @@ def context_values(image: np.ndarray, patch: Patch, rows: int, margin: int, patc
     if ye > ys and xe > xs:
         out[ys - y0:ye - y0, xs - x0:xe - x0] = image[ys:ye, xs:xe]
     return out
+
+
+def crop_positions(shape, patch_h: int, patch_w: int, count: int, seed: int, name: str) -> list[Patch]:
+    """`count` random full-size crops (smaller only if the image is), seeded per image."""
+    height, width = shape[:2]
+    h, w = min(patch_h, height), min(patch_w, width)
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    ys = rng.integers(0, height - h + 1, count)
+    xs = rng.integers(0, width - w + 1, count)
+    return [Patch(int(y), int(x), h, w) for y, x in zip(ys, xs)]
 
 
 def image_files(folder: Path) -> list[Path]:

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ import torch
 
 from trainer.config import DataConfig
 from trainer.paths import repo_root
-from trainer.tokenize.pixels import Patch, image_files, load_image
+from trainer.tokenize.pixels import crop_positions, image_files, load_image
 from trainer.tokenize.prompt import PromptBuilder
 
 log = logging.getLogger(__name__)
@@ -115,16 +114,6 @@ def split_by_image(paths: list[Path], val_images: int, seed: int) -> tuple[list[
     return sorted(set(paths) - set(val)), val
 
 
-def crop_positions(shape, patch_h: int, patch_w: int, count: int, seed: int, name: str) -> list[Patch]:
-    """`count` random full-size crops (smaller only if the image is), seeded per image."""
-    height, width = shape[:2]
-    h, w = min(patch_h, height), min(patch_w, width)
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-    ys = rng.integers(0, height - h + 1, count)
-    xs = rng.integers(0, width - w + 1, count)
-    return [Patch(int(y), int(x), h, w) for y, x in zip(ys, xs)]
-
-
 def fingerprint(paths: list[Path], prompt: PromptBuilder, per_image: int, seed: int) -> str:
     digest = hashlib.sha256()
     meta = {"version": DATASET_VERSION, "per_image": per_image, "seed": seed, "fill": prompt.fill_id,
@@ -182,18 +171,3 @@ def collate(examples: list[dict], pad_id: int) -> dict:
     if not bool(attention.all()):
         batch["attention_mask"] = attention
     return batch
-
-
-def build_datasets(cfg: DataConfig, prompt: PromptBuilder, seed: int):
-    """(train, val) patch datasets and the image lists they came from."""
-    if cfg.patch_file:
-        from trainer.train.patch_file import PatchFile
-
-        train, val = (PatchFile(Path(cfg.patch_file), split, prompt) for split in ("train", "val"))
-        return train, val, {"train_images": train.images.tolist(), "val_images": val.images.tolist(),
-                            "patch_file": cfg.patch_file}
-    train_paths, val_paths = split_images(cfg, seed)
-    cache = cache_root(cfg) / "patches"
-    train = patch_dataset(train_paths, prompt, cfg.patches_per_image, seed, cache, "train")
-    val = patch_dataset(val_paths, prompt, cfg.val_patches_per_image, seed + 1, cache, "val")
-    return train, val, {"train_images": [p.name for p in train_paths], "val_images": [p.name for p in val_paths]}

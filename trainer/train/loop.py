@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from trainer.config import TrainConfig, flat_dict
-from trainer.train.data import DataError, build_datasets, collate
+from trainer.train.data import DataError, collate
+from trainer.train.datasets import build_datasets
 from trainer.models.pixel_lm import build_pixel_lm, count_parameters
 from trainer.train.checkpointing import STATE_FILE, find_resume, lr_lambda, save_checkpoint, save_final
 

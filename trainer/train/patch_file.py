@@ -10,20 +10,19 @@ data loader reads without decoding images or building Arrow caches. One `.npz` h
 plus the prompt geometry it was cut for. Token ids are made per item by the recipe's
 PromptBuilder, exactly as `data.patch_dataset` makes them from the images (tested).
 
-    python -m trainer.train.patch_file recipe=lora_smollm2_gpu data.patch_file=gpu/patches.npz
+    python write_patch_file.py recipe=lora_smollm2_gpu data.patch_file=gpu/patches.npz
 """
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from trainer.config import TrainConfig
-from trainer.tokenize.pixels import FILL, load_image, patch_values
+from trainer.tokenize.pixels import FILL, crop_positions, load_image, patch_values
 from trainer.tokenize.prompt import PromptBuilder
-from trainer.train.data import DataError, crop_positions, split_images
+from trainer.train.data import DataError, split_images
 
 GEOMETRY = ("patch_height", "patch_width", "context_rows", "context_margin")
 
@@ -73,7 +72,7 @@ class PatchFile(torch.utils.data.Dataset):
         path = Path(path)
         if not path.is_file():
             raise DataError(f"data.patch_file={path}: no such file (make it with "
-                            "python -m trainer.train.patch_file recipe=NAME data.patch_file=PATH)")
+                            "python write_patch_file.py recipe=NAME data.patch_file=PATH)")
         try:
             with np.load(path) as data:
                 meta = json.loads(str(data["meta"]))
@@ -118,8 +117,3 @@ def main(cfg: TrainConfig) -> dict:
     prompt = PromptBuilder(cfg.prompt, tokenizer, build_pixel_vocab(tokenizer, cfg.model.pixel_vocab))
     return write_patch_file(cfg, prompt, Path(cfg.data.patch_file))
 
-
-if __name__ == "__main__":
-    from trainer.cli import run_recipe_script
-
-    sys.exit(run_recipe_script(main, sys.argv[1:]))
