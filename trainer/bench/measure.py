@@ -17,7 +17,6 @@ def center_crop(array: np.ndarray, crop: tuple[int, int] | None) -> np.ndarray:
     return np.ascontiguousarray(array[y:y + h, x:x + w])
 
 
-
 class PeakMemory:
     """Process peak resident memory (VmHWM) over a step, reset before it via /proc/self/clear_refs.
 

@@ -9,7 +9,6 @@ class BenchError(ValueError):
     """A bad argument or input, reported in one line (exit code 2)."""
 
 
-
 def add_parser(commands) -> None:
     from trainer.bench.baselines import DEFAULT_BASELINES
 

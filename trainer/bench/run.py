@@ -67,7 +67,6 @@ def collect_jobs(data: list[Path], limit: int | None) -> tuple[list[dict], list[
     return sets, jobs
 
 
-
 # -- results file ----------------------------------------------------------------------------------
 def result_files(out: Path) -> list[Path]:
     return [p for p in [out / RESULTS, *sorted(out.glob("results.rank*.jsonl"))] if p.is_file()]
@@ -83,7 +82,6 @@ def read_results(out: Path) -> list[dict]:
             except ValueError:
                 continue
     return records
-
 
 
 # -- the run ---------------------------------------------------------------------------------------
