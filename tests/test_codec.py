@@ -240,6 +240,32 @@ def test_cli_file_habits_no_clobber_mirrored_folders_clashes_keep_going(bundle_d
         assert refused.returncode == 2 and "must be at least 1" in refused.stderr
 
 
+def test_cli_jobs_code_files_in_parallel_processes_with_the_same_bytes(photo, tmp_path):
+    """--jobs N: a folder's files in N processes (the default bundle), each stream byte for byte
+    what one process writes; a bad stream stops the run, or with --keep-going only itself."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, (height, width) in enumerate(((12, 20), (9, 14), (16, 8))):
+        crop(photo, height, width).save(folder / f"{i}.png")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "trainer.cli", *map(str, a), "--quiet"], cwd=REPO,
+                                    env=env, capture_output=True, text=True)
+    one = run("encode", folder, tmp_path / "one")
+    two = run("encode", folder, tmp_path / "two", "--jobs", "2")
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    assert two.stdout.count("\n") == 3 and "subpixels/s" in two.stdout
+    for i in range(3):
+        assert (tmp_path / "one" / f"{i}.pxl").read_bytes() == (tmp_path / "two" / f"{i}.pxl").read_bytes()
+    (tmp_path / "two" / "bad.pxl").write_bytes(b"PXLM\x01junk")
+    going = run("decode", tmp_path / "two", tmp_path / "back", "-j", "2", "--keep-going")
+    assert going.returncode == 2 and "1 of 4 files failed" in going.stderr
+    for i in range(3):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "back" / f"{i}.png")),
+                              np.asarray(Image.open(folder / f"{i}.png")))
+    stop = run("decode", tmp_path / "two", tmp_path / "back2", "-j", "2")
+    assert stop.returncode == 2 and "bad.pxl" in stop.stderr and "Traceback" not in stop.stderr
+
+
 def test_cli_reads_stdin_and_writes_stdout(bundle_dir, photo, tmp_path):
     """`-` as input or output: pixlm encode - - < a.png > a.pxl; pixlm decode - - < a.pxl > back.png."""
     import io

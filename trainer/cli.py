@@ -87,38 +87,125 @@ def output_of(args) -> Path:
     return args.input.with_suffix(STREAM_SUFFIX if args.command == "encode" else IMAGE_OUT_SUFFIX)
 
 
-def _code_all(args, pairs, open_for) -> int:
-    """Run every (input, output) job; with --keep-going, past failures too. Exit code 2 if any failed.
-    `-` as input or output goes through a temporary file; with stdout as output the summary goes to stderr."""
-    import tempfile
+class _Coder:
+    """Codes one (input, output) job of `pixlm encode` / `decode`, opening each bundle's codec once
+    (per process: with --jobs every worker process holds its own). Picklable: it carries only the
+    parsed arguments until a job opens a codec."""
 
+    def __init__(self, args):
+        self.args, self.codecs = args, {}
+
+    def codec_for(self, path: Path):
+        from trainer.codec.bundle import default_bundle, find_bundle
+        from trainer.codec.registry import open_codec, read_header
+
+        args = self.args
+        if args.command == "encode":
+            bundle = args.bundle or default_bundle()
+        else:  # a bad file is refused before any model loads
+            bundle = args.bundle or find_bundle(read_header(path).bundle_id)
+        key = str(bundle.path if hasattr(bundle, "path") else bundle)
+        if key not in self.codecs:
+            self.codecs[key] = open_codec(bundle, device=args.device, batch_size=args.batch_size, threads=args.threads,
+                                          progress=not args.quiet, fallback=not getattr(args, "no_fallback", False))
+        return self.codecs[key]
+
+    def __call__(self, src: Path, dst: Path) -> str:
+        """Code one job; its summary line. `-` as input or output goes through a temporary file."""
+        import tempfile
+
+        from trainer.codec.jobs import STD
+
+        with tempfile.TemporaryDirectory() as tmp:
+            if src == STD:
+                src = Path(tmp) / "stdin"
+                src.write_bytes(sys.stdin.buffer.read())
+            target = Path(tmp) / "stdout" if dst == STD else dst
+            codec = self.codec_for(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if self.args.command == "encode":
+                summary = codec.encode(src, target).summary("encode")
+            else:
+                summary = codec.decode(src, target)[1].summary("decode")
+            if dst == STD:
+                sys.stdout.buffer.write(target.read_bytes())
+                sys.stdout.buffer.flush()
+        return summary
+
+
+_WORKER: "_Coder | None" = None  # a --jobs worker process's coder
+
+
+def _start_worker(args, threads: int) -> None:
+    import torch
+
+    global _WORKER
+    torch.set_num_threads(threads)
+    _WORKER = _Coder(args)
+
+
+def _work(src: Path, dst: Path) -> tuple[bool, str]:
+    """(True, summary) or, for an error a user can act on, (False, its message); other errors raise."""
+    try:
+        return True, _WORKER(src, dst)
+    except Exception as err:
+        if not isinstance(err, codec_errors()):
+            raise
+        return False, str(err)
+
+
+def _code_all(args, pairs) -> int:
+    """Run every (input, output) job, in `--jobs` processes when there are several; with
+    --keep-going past failures too. Exit code 2 if any failed. With stdout as output the summary
+    goes to stderr."""
     from trainer.codec.jobs import STD
 
-    failed = []
+    jobs = min(args.jobs, len(pairs))
+    if jobs > 1:
+        return _code_in_processes(args, pairs, jobs)
+    coder, failed = _Coder(args), []
     for src, dst in pairs:
         try:
-            with tempfile.TemporaryDirectory() as tmp:
-                if src == STD:
-                    src = Path(tmp) / "stdin"
-                    src.write_bytes(sys.stdin.buffer.read())
-                target = Path(tmp) / "stdout" if dst == STD else dst
-                codec = open_for(src)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if args.command == "encode":
-                    summary = codec.encode(src, target).summary("encode")
-                else:
-                    summary = codec.decode(src, target)[1].summary("decode")
-                if dst == STD:
-                    sys.stdout.buffer.write(target.read_bytes())
-                    sys.stdout.buffer.flush()
-                print(summary, file=sys.stderr if dst == STD else sys.stdout, flush=True)
+            print(coder(src, dst), file=sys.stderr if dst == STD else sys.stdout, flush=True)
         except Exception as err:
             if not args.keep_going or not isinstance(err, codec_errors()):
                 raise
             print(f"pixlm: error: {src}: {err}", file=sys.stderr)
             failed.append(src)
+    return _failures(failed, len(pairs))
+
+
+def _code_in_processes(args, pairs, jobs: int) -> int:
+    """Independent files in parallel processes: each codes exactly as alone (the same bytes), on
+    the cores it is given (--threads, or an even share); summaries print as files finish."""
+    import argparse
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    quiet = argparse.Namespace(**{**vars(args), "quiet": True})  # one progress bar per process would garble
+    threads = args.threads or max(1, (os.cpu_count() or 1) // jobs)
+    failed = []
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                             initargs=(quiet, threads)) as pool:
+        futures = {pool.submit(_work, src, dst): src for src, dst in pairs}
+        for future in as_completed(futures):
+            ok, text = future.result()
+            if ok:
+                print(text, flush=True)
+                continue
+            print(f"pixlm: error: {futures[future]}: {text}", file=sys.stderr)
+            failed.append(futures[future])
+            if not args.keep_going:
+                for pending in futures:
+                    pending.cancel()
+                return 2
+    return _failures(failed, len(pairs))
+
+
+def _failures(failed: list, total: int) -> int:
     if failed:
-        print(f"pixlm: {len(failed)} of {len(pairs)} files failed: {', '.join(map(str, failed))}", file=sys.stderr)
+        print(f"pixlm: {len(failed)} of {total} files failed: {', '.join(map(str, failed))}", file=sys.stderr)
         return 2
     return 0
 
@@ -151,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("--batch-size", type=_positive, default=256, help="patches per model call (the output does not depend on it)")
         cmd.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
         cmd.add_argument("--keep-going", action="store_true", help="in a folder, go on past a failed file (exit code 2 at the end)")
+        cmd.add_argument("--jobs", "-j", type=_positive, default=1,
+                         help="files coded at once in separate processes (a folder; each file's bytes do not change)")
         cmd.add_argument("--quiet", action="store_true", help="no progress bars")
         if name == "encode":
             cmd.add_argument("--no-fallback", action="store_true",
@@ -194,9 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from transformers.utils import logging as hf_logging
 
-    from trainer.codec.bundle import default_bundle, export_bundle, find_bundle
+    from trainer.codec.bundle import export_bundle
     from trainer.codec.jobs import plan
-    from trainer.codec.registry import open_codec, read_header
     from trainer.train.download import download, load_manifest
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would bury ours
@@ -225,20 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"weights {'float32' if bundle.quantization == 'none' else bundle.quantization})")
         else:
             pairs = plan(args.command, args.input, output_of(args), args.force)  # every output checked before any work
-            codecs = {}
-
-            def open_for(path):
-                if args.command == "encode":
-                    bundle = args.bundle or default_bundle()
-                else:  # a bad file is refused before any model loads
-                    bundle = args.bundle or find_bundle(read_header(path).bundle_id)
-                key = str(bundle.path if hasattr(bundle, "path") else bundle)
-                if key not in codecs:
-                    codecs[key] = open_codec(bundle, device=args.device, batch_size=args.batch_size, threads=args.threads, progress=not args.quiet,
-                                             fallback=not getattr(args, "no_fallback", False))
-                return codecs[key]
-
-            return _code_all(args, pairs, open_for)
+            return _code_all(args, pairs)
     except KeyboardInterrupt:
         return 130
     except Exception as err:
