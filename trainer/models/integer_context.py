@@ -56,15 +56,15 @@ def quantize_rows(weight: torch.Tensor, top: int) -> tuple[torch.Tensor, torch.T
 
 def quantize_grad(grad: torch.Tensor) -> tuple[torch.Tensor, float]:
     """grad ~ integers * unit, |integers| < 2**15, unit a power of two (so scaling is exact)."""
-    low, high = torch.aminmax(grad) if grad.numel() else (torch.zeros(()), torch.zeros(()))
+    low, high = torch.aminmax(grad) if grad.numel() else (0.0, 0.0)
     peak = max(-float(low), float(high))
     if peak == 0.0:
         return torch.zeros_like(grad), 1.0
     exponent = math.frexp(peak)[1] - (GRAD_BITS - 1)
-    if exponent < -1000:  # 1 / unit would overflow: divide (same result, slower)
-        return torch.round(grad / math.ldexp(1.0, exponent)), math.ldexp(1.0, exponent)
-    # times 1 / unit, a power of two: the same value as dividing by unit, at a third of the cost
-    return torch.round(grad * math.ldexp(1.0, -exponent)), math.ldexp(1.0, exponent)
+    unit = math.ldexp(1.0, exponent)
+    # Times 1 / unit, a power of two: the same value as dividing by unit, and cheaper; divide only
+    # where 1 / unit would overflow float64.
+    return torch.round(grad / unit if exponent < -1000 else grad * math.ldexp(1.0, -exponent)), unit
 
 
 class IntLinear:

@@ -116,4 +116,3 @@ def main(cfg: TrainConfig) -> dict:
     tokenizer = load_tokenizer(cfg.model)
     prompt = PromptBuilder(cfg.prompt, tokenizer, build_pixel_vocab(tokenizer, cfg.model.pixel_vocab))
     return write_patch_file(cfg, prompt, Path(cfg.data.patch_file))
-
