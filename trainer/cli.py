@@ -14,7 +14,7 @@ from trainer.config import Adaptation, RecipeError, TrainConfig, available_recip
 def user_errors() -> tuple:
     """Errors a user can fix from the message alone: one line, no traceback."""
     from trainer.models.pixel_lm import ModelLoadError
-    from trainer.tokenize.pixels import ImageModeError
+    from trainer.images.files import ImageModeError
     from trainer.tokenize.vocab import VocabError
     from trainer.train.data import DataError
 
@@ -97,13 +97,13 @@ class _Coder:
 
     def codec_for(self, path: Path):
         from trainer.codec.bundle import default_bundle, find_bundle
-        from trainer.codec.registry import open_codec, read_header
+        from trainer.codec.registry import open_codec, stream_bundle_id
 
         args = self.args
         if args.command == "encode":
             bundle = args.bundle or default_bundle()
         else:  # a bad file is refused before any model loads
-            bundle = args.bundle or find_bundle(read_header(path).bundle_id)
+            bundle = args.bundle or find_bundle(stream_bundle_id(path))
         key = str(bundle.path if hasattr(bundle, "path") else bundle)
         if key not in self.codecs:
             self.codecs[key] = open_codec(bundle, device=args.device, batch_size=args.batch_size, threads=args.threads,
@@ -124,7 +124,7 @@ class _Coder:
             codec = self.codec_for(src)
             target.parent.mkdir(parents=True, exist_ok=True)
             if self.args.command == "encode":
-                summary = codec.encode(src, target).summary("encode")
+                summary = codec.encode(src, target, strip=self.args.strip).summary("encode")
             else:
                 summary = codec.decode(src, target)[1].summary("decode")
             if dst == STD:
@@ -220,12 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"pixlm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("encode", "compress an image (or every image in a folder) into .pxl"),
-                            ("decode", "decompress a .pxl file into a PNG, pixel-identical to the original")):
+                            ("decode", "decompress a .pxl file into the original's samples and format (PNG, TIFF, PNM) with its metadata")):
         cmd = commands.add_parser(name, help=help_text)
         cmd.add_argument("input", type=Path, help="a file, a folder, or - for stdin")
         cmd.add_argument("output", type=Path, nargs="?", default=None,
                          help="a file, a folder, or - for stdout (or -o); default: the input's name with "
-                              + (".pxl" if name == "encode" else ".png") + " beside it")
+                              + (".pxl" if name == "encode" else ".png (.tif, .ppm: the original's format)") + " beside it")
         cmd.add_argument("-o", "--output", dest="output_option", type=Path, default=None, metavar="OUTPUT",
                          help="the output, as an option (zstd's habit)")
         cmd.add_argument("--bundle", type=Path, default=None, help="codec bundle folder (default: "
@@ -242,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                          help="files coded at once in separate processes (a folder; each file's bytes do not change)")
         cmd.add_argument("--quiet", action="store_true", help="no progress bars")
         if name == "encode":
+            cmd.add_argument("--strip", action="store_true",
+                             help="drop metadata (ICC profile, EXIF, XMP, text chunks, TIFF tags); pixels, "
+                                  "palette and transparency are always kept")
             cmd.add_argument("--no-fallback", action="store_true",
                              help="always keep the model's stream (default: keep lossless WebP where it is smaller, "
                                   "as on flat synthetic images)")

@@ -75,7 +75,7 @@ def bench_bundle(entry: dict, array: np.ndarray, stream: Path, threads: int, var
                  memory: PeakMemory, bits_map: bool, hooks: dict) -> tuple[dict, np.ndarray | None]:
     import torch
 
-    from trainer.tokenize.pixels import to_image
+    from trainer.images.files import to_image
 
     rec = {"decodes_tried": 0, "decodes_exact": 0}
     if entry.get("codec") is None:

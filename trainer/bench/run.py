@@ -27,7 +27,7 @@ from trainer.bench.cost import load_prices
 from trainer.bench.measure import PeakMemory, error_line, bench_baseline, bench_bundle, center_crop, load_codec
 from trainer.bench.options import BenchError, parse_crop, parse_variants
 from trainer.bench.summary import build_report, pair_key
-from trainer.tokenize.pixels import IMAGE_SUFFIXES
+from trainer.images.files import IMAGE_SUFFIXES
 
 RESULTS = "results.jsonl"
 
@@ -49,7 +49,7 @@ class Job:
 
 
 def collect_jobs(data: list[Path], limit: int | None) -> tuple[list[dict], list[Job]]:
-    from trainer.tokenize.pixels import image_files
+    from trainer.images.files import image_files
 
     if limit is not None and limit < 1:
         raise BenchError(f"--limit {limit}: must be >= 1")
@@ -148,7 +148,7 @@ def _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resu
     import torch
     from tqdm.auto import tqdm
 
-    from trainer.tokenize.pixels import load_image
+    from trainer.images.files import load_image
 
     torch.set_num_threads(threads)
     if rank == 0 and not resume:

@@ -168,7 +168,7 @@ def export_bundle(checkpoint: Path, out: Path, precision: int = 16, quantize: st
         raise BundleError(f"{out} exists and is not empty")
     calibration = []
     for entry in map(Path, calibrate or []):
-        from trainer.tokenize.pixels import image_files
+        from trainer.images.files import image_files
 
         found = image_files(entry) if entry.is_dir() else [entry] if entry.is_file() else []
         if not found:
@@ -176,7 +176,7 @@ def export_bundle(checkpoint: Path, out: Path, precision: int = 16, quantize: st
         calibration += found
     image_paths = None
     if images is not None:
-        from trainer.tokenize.pixels import image_files
+        from trainer.images.files import image_files
 
         image_paths = image_files(Path(images)) if Path(images).is_dir() else []
         if not image_paths:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 STD = Path("-")  # stdin as an input, stdout as an output
 STREAM_SUFFIX = ".pxl"
-IMAGE_OUT_SUFFIX = ".png"  # decoded images are always PNG
+IMAGE_OUT_SUFFIX = ".png"  # decoded images: PNG, unless the stream holds a TIFF or PNM (version 4)
+# a decoded file's format -> suffixes its output may have (the first is the default)
+OUT_SUFFIXES = {"png": (".png",), "tiff": (".tif", ".tiff"), "pgm": (".pgm", ".pnm"), "ppm": (".ppm", ".pnm")}
 
 
 class JobError(ValueError):
@@ -22,11 +24,35 @@ def _is_folder_target(path: Path) -> bool:
     return path.is_dir() or str(path).endswith(("/", "\\"))
 
 
+def decoded_format(stream: Path) -> str:
+    """The file format a stream decodes to: png, tiff, pgm or ppm (png for any file it cannot tell:
+    decoding it then says what is wrong)."""
+    from trainer.codec.envelope import is_envelope, unpack
+
+    try:
+        with open(stream, "rb") as f:
+            head = f.read(5)
+            if not is_envelope(head + b"\0"):
+                return "png"
+            f.seek(0)
+            entries = unpack(f.read()).entries
+        import json
+
+        fmt = json.loads(entries[0][1])
+        if fmt["format"] == "pnm":
+            return "pgm" if fmt["layout"] == "L" else "ppm"
+        return fmt["format"] if fmt["format"] in OUT_SUFFIXES else "png"
+    except Exception:  # noqa: BLE001 - the decoder reports a bad stream with its reason
+        return "png"
+
+
 def plan(command: str, source: Path, out: Path, force: bool) -> list[tuple[Path, Path]]:
     """(input, output) pairs of an encode or decode; JobError if any of them cannot be done."""
-    from trainer.tokenize.pixels import image_files
+    from trainer.images.files import image_files
 
-    suffix = STREAM_SUFFIX if command == "encode" else IMAGE_OUT_SUFFIX
+    def suffix(path: Path) -> str:
+        return STREAM_SUFFIX if command == "encode" else OUT_SUFFIXES[decoded_format(path)][0]
+
     if out == STD and source.is_dir():
         raise JobError("a folder cannot be written to stdout; name an output folder")
     if source == STD or out == STD:
@@ -43,14 +69,17 @@ def plan(command: str, source: Path, out: Path, force: bool) -> list[tuple[Path,
             raise JobError(f"{source} holds no {'images' if command == 'encode' else '.pxl files'}")
         if out.exists() and not out.is_dir():
             raise JobError(f"{out} is a file; a folder input needs an output folder")
-        pairs = [(p, out / p.relative_to(source).with_suffix(suffix)) for p in inputs]
+        pairs = [(p, out / p.relative_to(source).with_suffix(suffix(p))) for p in inputs]
     elif source.is_file():
         if _is_folder_target(out):
-            target = out / source.with_suffix(suffix).name
+            target = out / source.with_suffix(suffix(source)).name
         else:
             target = out
-            if command == "decode" and out.suffix.lower() != IMAGE_OUT_SUFFIX:
-                raise JobError(f"{out}: decode writes PNG; name the output .png")
+            if command == "decode":
+                kind = decoded_format(source)
+                if out.suffix.lower() not in OUT_SUFFIXES[kind]:
+                    raise JobError(f"{out}: {source} decodes to {kind.upper()}; name the output "
+                                   + " or ".join(OUT_SUFFIXES[kind]))
             if not out.parent.is_dir():
                 raise JobError(f"{out.parent}: no such folder")
         pairs = [(source, target)]

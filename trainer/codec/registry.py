@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from trainer.codec.bundle import Bundle, open_bundle
-from trainer.codec.container import Header, unpack
+from trainer.codec.container import unpack
 
 
 def open_codec(bundle, device: str = "cpu", **kwargs):
@@ -30,5 +30,11 @@ def open_codec(bundle, device: str = "cpu", **kwargs):
     return Codec(bundle, device=device, **kwargs)
 
 
-def read_header(path) -> Header:
-    return unpack(Path(path).read_bytes())[0]
+def stream_bundle_id(path) -> bytes:
+    """The 16-byte bundle id a stream names (any format version), checked as far as the header goes."""
+    from trainer.codec import envelope
+
+    data = Path(path).read_bytes()
+    if envelope.is_envelope(data):
+        return envelope.unpack(data).bundle_id
+    return unpack(data)[0].bundle_id

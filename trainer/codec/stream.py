@@ -13,11 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.codec import fallback
+from trainer.codec import envelope, fallback
+from trainer.codec import samples as samples_codec
 from trainer.codec.bundle import Bundle, open_bundle
 from trainer.codec.container import Header, pack, unpack
 from trainer.codec.entropy import Decoder, Encoder
-from trainer.tokenize.pixels import MODES, load_image, to_image
+from trainer.images.files import write_file
+from trainer.images.picture import Picture, picture_bytes, plain_picture, read_picture, sample_bytes
+from trainer.tokenize.pixels import MODES
 
 class CodecError(ValueError):
     """A stream that does not decode with this bundle or this machine."""
@@ -40,6 +43,10 @@ class Report:
     # encode(..., bits_map=True): (H, W, C) float32, the code length -log2(freq / 2**precision) of each
     # subpixel under the integer tables actually coded, at its pixel position (header/flush not included)
     bits: np.ndarray | None = field(default=None, repr=False, compare=False)
+    depth: int = 8  # bits per sample of the image (bpsp counts bits per sample at this depth)
+    representation: str = "model"  # model, webp-lossless, or (version 4) planes / split16 / jxl
+    notes: list = field(default_factory=list)  # what the input held that the stream does not carry
+
 
     @property
     def subpixels(self) -> int:
@@ -54,15 +61,18 @@ class Report:
         return self.bpsp / self.model_bpsp - 1 if self.model_bpsp else None
 
     def summary(self, verb: str) -> str:
-        line = f"{self.path}: {self.width}x{self.height}x{self.channels}, {self.file_bytes} bytes, {self.bpsp:.4f} bpsp"
+        depth = f" at {self.depth} bits" if self.depth != 8 else ""
+        line = f"{self.path}: {self.width}x{self.height}x{self.channels}{depth}, {self.file_bytes} bytes, {self.bpsp:.4f} bpsp"
         if self.model_bpsp is not None:
             line += f" (ideal code length {self.model_bpsp:.4f} bpsp, overhead {100 * self.overhead:.2f}%)"
-        if self.fallback:
+        if self.representation not in ("model", fallback.MODE):
+            line += f", coded as {self.representation}"
+        elif self.fallback:
             line += ", lossless WebP: smaller than the model's stream"
         line += f", {verb} {self.seconds:.2f} s, {self.subpixels / self.seconds:,.0f} subpixels/s"
         if self.timing:  # where the time went: model, quantize (frequency tables), coder, other (Python, I/O)
             line += " [" + ", ".join(f"{k} {v:.1f} s" for k, v in self.timing.items()) + "]"
-        return line
+        return "".join([line] + [f"; {note}" for note in self.notes])
 
 
 @contextmanager
@@ -97,6 +107,7 @@ class StreamCodec:
     layout: tuple[int, int]
     threads: int | None = None  # torch threads while coding; None: the caller's
     cores: int | None = None  # cores one coding run keeps busy, where it is not `threads` (the bench's cost)
+    portable: bool = False  # the numeric mode computes the same probabilities on every machine
 
     def __init__(self, bundle: Bundle | str | Path, progress: bool = True, fallback: bool = True):
         self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
@@ -117,45 +128,160 @@ class StreamCodec:
         out["other"] = round(seconds - sum(self.timing.values()), 3)
         return out
 
-    def encode(self, source, out_path, bits_map: bool = False) -> Report:
-        """Encode an image (path or PIL image) into a .pxl file; returns what was measured.
-        With bits_map=True the Report also carries each subpixel's code length (Report.bits)."""
+    def encode(self, source, out_path, bits_map: bool = False, strip: bool = False) -> Report:
+        """Encode an image (a path, a PIL image or an (H, W, C) uint8/uint16 array) into a .pxl file;
+        returns what was measured. With bits_map=True the Report also carries each subpixel's code
+        length (Report.bits; plain 8-bit images). `strip` drops metadata (ICC, EXIF, XMP, text)."""
         start = time.perf_counter()
         self.timing = {}
-        image = load_image(source)
+        picture = read_picture(source)
+        if strip:
+            picture = picture.stripped()
+        if picture.plain:  # an 8-bit image and nothing else: a version 2/3 stream
+            data, ideal_bits, fell_back, bits = self._stream(picture.samples, bits_map)
+            representation = fallback.MODE if fell_back else "model"
+        else:
+            data, ideal_bits, representation = self._envelope(picture)
+            fell_back, bits = representation != "model", None
+        write_file(out_path, data)
+        seconds = time.perf_counter() - start
+        return Report(str(out_path), picture.width, picture.height, picture.channels, len(data), seconds,
+                      model_bpsp=ideal_bits / picture.samples.size if ideal_bits is not None else None,
+                      fallback=fell_back, timing=self._breakdown(seconds), bits=bits, depth=picture.depth,
+                      representation=representation, notes=picture.notes)
+
+    def _stream(self, image: np.ndarray, bits_map: bool = False, model: bool = True):
+        """(version 2/3 stream, ideal code length in bits or None, fallback used, bits map) of an 8-bit
+        (H, W, C) image: the model's stream, or lossless WebP where that is smaller (or `model` is False)."""
         height, width, channels = image.shape
         self._check_channels(channels)
-        encoder = Encoder(self.bundle.precision)
-        bits = np.zeros(image.shape, dtype=np.float32) if bits_map else None
-        with torch_threads(self.threads):
-            ideal_bits = self._encode_symbols(image, encoder, bits)
-        payload, numeric_mode = encoder.finish(), self.numeric_mode
-        if self.fallback:
+        payload, numeric_mode, ideal_bits, bits = None, fallback.MODE, None, None
+        if model:
+            encoder = Encoder(self.bundle.precision)
+            bits = np.zeros(image.shape, dtype=np.float32) if bits_map else None
+            with torch_threads(self.threads):
+                ideal_bits = self._encode_symbols(image, encoder, bits)
+            payload, numeric_mode = encoder.finish(), self.numeric_mode
+        if self.fallback or not model:
             webp = self._timed("fallback", fallback.encode, image)
-            if webp is not None and len(webp) < len(payload):
+            if webp is not None and (payload is None or len(webp) < len(payload)):
                 payload, numeric_mode = webp, fallback.MODE
-        size = self._write(image, payload, out_path, numeric_mode)
-        seconds = time.perf_counter() - start
-        return Report(str(out_path), width, height, channels, size, seconds, model_bpsp=ideal_bits / image.size,
-                      fallback=numeric_mode == fallback.MODE, timing=self._breakdown(seconds), bits=bits)
+        if payload is None:
+            raise CodecError(f"{width}x{height}: lossless WebP cannot hold this image and no model was to code it")
+        header = Header(self.short_id, numeric_mode, MODES[channels], width, height, channels,
+                        *self.layout, self.bundle.precision, zlib.crc32(image.tobytes()))
+        return pack(header, payload), ideal_bits, numeric_mode == fallback.MODE, bits
+
+    def _envelope(self, picture: Picture) -> tuple[bytes, float | None, str]:
+        """(version 4 stream, ideal bits of the model's part or None, representation) of a picture that
+        is not a plain 8-bit image. The encoder tries the representations that can win and keeps the
+        smallest; the decoder reads which from the header."""
+        samples = picture.samples
+        jxl = self._timed("jpegxl", samples_codec.jxl_encode, samples)
+        candidates = [(len(jxl), envelope.JXL, envelope.LOW_PART, [jxl], None, False)]
+        # Palette indices and 1/2/4-bit values are not what a photo model predicts: JPEG-XL or WebP.
+        use_model = picture.layout != "P" and picture.depth in (8, 16)
+        if picture.depth <= 8:
+            inner, ideal, webp, _ = self._stream(samples, model=use_model)
+            candidates.append((len(inner), envelope.PLANES, envelope.LOW_PART, [inner], ideal, webp))
+        else:
+            high, low_mode, low_part = samples_codec.split16(samples)
+            # The model's high bytes beat JPEG-XL's by far less than a quarter: skip a split that cannot win.
+            if low_part is None or len(low_part) < len(jxl):
+                inner, ideal, webp, _ = self._stream(high)
+                parts = [inner] + ([low_part] if low_part is not None else [])
+                candidates.append((sum(map(len, parts)), envelope.SPLIT16, low_mode, parts, ideal, webp))
+        if not self.fallback and any(c[4] is not None for c in candidates):  # a study of the model: its stream
+            candidates = [c for c in candidates if c[4] is not None]
+        _, representation, low_mode, parts, ideal, webp = min(candidates, key=lambda c: c[0])
+        stream = envelope.pack(envelope.Envelope(
+            self.short_id, representation, low_mode, picture.width, picture.height, picture.channels,
+            picture.depth, zlib.crc32(sample_bytes(samples)), picture.entries(), parts))
+        name = envelope.NAMES[representation] + ("+" + fallback.MODE if webp else "")
+        return stream, ideal, name
 
     def decode(self, in_path, out_path=None) -> tuple[np.ndarray, Report]:
-        """Decode a .pxl file (checked end to end); writes a PNG if out_path is given."""
+        """Decode a .pxl file (checked end to end); writes the image file if out_path is given: PNG
+        for version 2/3 streams, the original's format (PNG, TIFF, PNM) with its metadata for version 4."""
         start = time.perf_counter()
         self.timing = {}
-        header, payload, size = self._read(in_path)
+        data = Path(in_path).read_bytes()
+        if envelope.is_envelope(data):
+            picture = self._open_envelope(data)
+            samples, depth = picture.samples, picture.depth
+            if out_path is not None:
+                write_file(out_path, picture_bytes(picture))
+        else:
+            samples, depth = self._decode_stream(data), 8
+            if out_path is not None:
+                write_file(out_path, picture_bytes(plain_picture(samples)))
+        seconds = time.perf_counter() - start
+        height, width, channels = samples.shape
+        return samples, Report(str(in_path), width, height, channels, len(data), seconds,
+                               timing=self._breakdown(seconds), depth=depth)
+
+    def _decode_stream(self, data: bytes) -> np.ndarray:
+        """The pixels of a version 1-3 stream, every check passed (the pixel CRC last)."""
+        header, payload = unpack(data)
+        self.check_header(header)
         if header.numeric_mode == fallback.MODE:
             try:
                 image = fallback.decode(payload, header.height, header.width, header.channels)
             except ValueError as err:
-                raise CodecError(str(err)) from None
+                raise CodecError(f"damaged payload: {err}") from None
         else:
             with torch_threads(self.threads):
                 image = self._decode_symbols(header, Decoder(payload, header.precision))
-        self._finish(image, header, out_path)
-        seconds = time.perf_counter() - start
-        return image, Report(str(in_path), header.width, header.height, header.channels, size, seconds,
-                             timing=self._breakdown(seconds))
+        if zlib.crc32(image.tobytes()) != header.pixel_crc:
+            raise CodecError(self._crc_failure(header.numeric_mode))
+        return image
+
+    def _open_envelope(self, data: bytes) -> Picture:
+        """The picture of a version 4 stream: parts decoded, samples put together and CRC-checked."""
+        env = envelope.unpack(data)
+        if env.bundle_id != self.short_id and env.representation != envelope.JXL:
+            raise CodecError(self._foreign(env.bundle_id))
+        shape = (env.height, env.width, env.channels)
+        dtype = np.uint16 if env.depth > 8 else np.uint8
+        try:
+            if env.representation == envelope.JXL:
+                samples = samples_codec.jxl_decode(env.parts[0], shape, dtype)
+            else:
+                inner = self._decode_stream(env.parts[0])
+                if env.representation == envelope.SPLIT16:
+                    samples = samples_codec.join16(inner, env.low, env.parts[1] if len(env.parts) > 1 else None)
+                else:
+                    samples = inner
+        except ValueError as err:
+            if isinstance(err, CodecError):
+                raise
+            raise CodecError(f"damaged payload: {err}") from None
+        if samples.shape != shape:
+            raise CodecError(f"damaged payload: it holds {samples.shape}, the header says {shape}")
+        if zlib.crc32(sample_bytes(samples)) != env.sample_crc:
+            raise CodecError("damaged payload: the decoded samples fail the CRC check; the output was not written")
+        if env.depth < 8 and samples.max(initial=0) >= 1 << env.depth:
+            raise CodecError(f"damaged payload: samples beyond {env.depth} bits")
+        try:
+            return Picture.from_entries(samples, env.entries)
+        except (ValueError, KeyError, TypeError) as err:
+            raise CodecError(f"damaged format entry ({err})") from None
+
+    @property
+    def short_id(self) -> bytes:
+        return bytes.fromhex(self.bundle.bundle_id)[:16]
+
+    def _foreign(self, bundle_id: bytes) -> str:
+        return (f"this file was encoded with bundle {bundle_id.hex()}..., not with "
+                f"{self.bundle.path} ({self.bundle.bundle_id[:32]}...)")
+
+    def _crc_failure(self, numeric_mode: str) -> str:
+        """What a pixel CRC mismatch means: a numeric mode every machine reproduces cannot be the cause."""
+        if numeric_mode == fallback.MODE or self.portable:
+            return ("damaged payload: the decoded pixels fail the CRC check (numeric mode "
+                    f"{numeric_mode} computes the same on every machine); the output was not written")
+        return ("decoded pixels fail the CRC check: the payload is damaged, or this machine computes other "
+                f"probabilities than the encoder's (numeric mode {numeric_mode}); the output was not written")
 
     def _code_lengths(self, freqs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
         """Ideal code length in bits of each symbol under its integer frequency table."""
@@ -164,38 +290,12 @@ class StreamCodec:
     def _check_channels(self, channels: int) -> None:
         """Refuse images of a channel count this codec cannot code (every count, by default, can)."""
 
-    def _write(self, image: np.ndarray, payload: bytes, out_path, numeric_mode: str) -> int:
-        """Write the stream of `image`; its size in bytes."""
-        height, width, channels = image.shape
-        header = Header(bytes.fromhex(self.bundle.bundle_id)[:16], numeric_mode,
-                        MODES[channels], width, height, channels,
-                        *self.layout, self.bundle.precision, zlib.crc32(image.tobytes()))
-        data = pack(header, payload)
-        Path(out_path).write_bytes(data)
-        return len(data)
-
-    def _read(self, in_path) -> tuple[Header, bytes, int]:
-        """(header, payload, file size) of a stream, every check passed before any model runs."""
-        data = Path(in_path).read_bytes()
-        header, payload = unpack(data)
-        self.check_header(header)
-        return header, payload, len(data)
-
     def check_header(self, header: Header) -> None:
-        if header.bundle_id != bytes.fromhex(self.bundle.bundle_id)[:16]:
-            raise CodecError(f"this file was encoded with bundle {header.bundle_id.hex()}..., not with "
-                             f"{self.bundle.path} ({self.bundle.bundle_id[:32]}...)")
+        if header.bundle_id != self.short_id:
+            raise CodecError(self._foreign(header.bundle_id))
         if header.numeric_mode not in (self.numeric_mode, fallback.MODE):
             raise CodecError(f"this file was encoded in numeric mode {header.numeric_mode}; this decoder computes "
                              f"{self.numeric_mode}: decoding would not reproduce its probabilities")
         if (header.patch_height, header.patch_width, header.precision) != (*self.layout, self.bundle.precision):
             raise CodecError("patch layout or precision in the file differs from the bundle's")
         self._check_channels(header.channels)
-
-    def _finish(self, image: np.ndarray, header: Header, out_path) -> None:
-        """Check the decoded pixels against the stream's CRC, then write the PNG (never a wrong image)."""
-        if zlib.crc32(image.tobytes()) != header.pixel_crc:
-            raise CodecError("decoded pixels fail the CRC check: this machine computes different probabilities "
-                             f"than the encoder's (numeric mode {header.numeric_mode}); the output was not written")
-        if out_path is not None:
-            to_image(image).save(out_path, format="PNG")

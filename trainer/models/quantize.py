@@ -172,7 +172,8 @@ def validation_bpsp(model: PixelLM, images: list[Path], patches_per_image: int =
                     batch_size: int = 16) -> dict:
     """Cross-entropy (bits per subpixel, PixelLM.forward bits / count) on random patches of `images`,
     cut with the model's own prompt: same patches for every model that shares a prompt."""
-    from trainer.tokenize.pixels import crop_positions, load_image
+    from trainer.tokenize.pixels import crop_positions
+    from trainer.images.files import load_image
 
     device = model.pixel_head.weight.device
     spec = model.prompt.spec

@@ -10,10 +10,9 @@ decodes patch rows in order (every patch of a row at once, as one batch) already
 
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
-from PIL import Image
+
+from trainer.images.picture import ImageModeError
 
 SCAN_ORDER = "patch rows top-down; in a patch: rows top-down, pixels left-right, channels interleaved"
 # Modes coded losslessly, with their channel count (the count goes into the stream).
@@ -23,53 +22,12 @@ CHANNEL_NAMES = {1: "gray", 2: "gray, alpha", 3: "red, green, blue", 4: "red, gr
 FILL = -1  # marks a context position with no pixel (outside the image)
 
 
-class ImageModeError(ValueError):
-    """An image whose pixels pixlm cannot code losslessly as 8-bit subpixels."""
-
-
 @dataclass(frozen=True)
 class Patch:
     y: int
     x: int
     height: int
     width: int
-
-
-def check_mode(image: Image.Image, name: str = "image") -> int:
-    """Channel count of an image pixlm can code, or ImageModeError saying why not."""
-    mode = image.mode
-    if mode in CHANNELS:
-        return CHANNELS[mode]
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        raise ImageModeError(f"{name}: {mode} holds 16/32-bit samples; pixlm codes 8-bit images only")
-    if mode in ("P", "PA"):
-        raise ImageModeError(
-            f"{name}: palette image ({mode}); palette indices are not pixel values. Convert it "
-            "first, e.g. Image.open(p).convert('RGBA' if 'transparency' in im.info else 'RGB')")
-    raise ImageModeError(f"{name}: mode {mode} is not supported; use L, LA, RGB or RGBA (8 bits per channel)")
-
-
-def load_image(source) -> np.ndarray:
-    """(H, W, C) uint8 array of a path or PIL image in a supported mode (see CHANNELS)."""
-    if isinstance(source, Image.Image):
-        image, name = source, "image"
-    else:
-        name = str(source)
-        try:
-            image = Image.open(source)
-            image.load()
-        except (OSError, SyntaxError) as err:
-            raise ImageModeError(f"{name}: not a readable image ({err})") from None
-    channels = check_mode(image, name)
-    array = np.asarray(image, dtype=np.uint8)
-    return array.reshape(image.height, image.width, channels)
-
-
-def to_image(array: np.ndarray) -> Image.Image:
-    """Inverse of load_image."""
-    channels = array.shape[2]
-    mode = MODES[channels]
-    return Image.fromarray(array[:, :, 0] if channels == 1 else array, mode=mode)
 
 
 def patch_grid(height: int, width: int, patch_height: int, patch_width: int) -> list[Patch]:
@@ -116,11 +74,3 @@ def crop_positions(shape, patch_h: int, patch_w: int, count: int, seed: int, nam
     ys = rng.integers(0, height - h + 1, count)
     xs = rng.integers(0, width - w + 1, count)
     return [Patch(int(y), int(x), h, w) for y, x in zip(ys, xs)]
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Image files below a folder (recursive, sorted), by the extensions Pillow reads losslessly."""
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm"}

@@ -33,7 +33,7 @@ from trainer.train.data import DataError, split_images
 from trainer.train.checkpointing import STATE_FILE, find_resume, lr_lambda, save_checkpoint, save_final
 from trainer.train.kd import kl_bits
 from trainer.train.teacher_cache import cache_summary, cached_kl_bits, load_cache
-from trainer.tokenize.pixels import ImageModeError, load_image
+from trainer.images.files import ImageModeError, load_image
 
 
 def load_images(paths: list[Path], channels: int) -> list[np.ndarray]:

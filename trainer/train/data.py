@@ -22,7 +22,8 @@ import torch
 
 from trainer.config import DataConfig
 from trainer.paths import repo_root
-from trainer.tokenize.pixels import crop_positions, image_files, load_image
+from trainer.tokenize.pixels import crop_positions
+from trainer.images.files import image_files, load_image
 from trainer.tokenize.prompt import PromptBuilder
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from trainer.config import TrainConfig
-from trainer.tokenize.pixels import FILL, crop_positions, load_image, patch_values
+from trainer.tokenize.pixels import FILL, crop_positions, patch_values
+from trainer.images.files import load_image
 from trainer.tokenize.prompt import PromptBuilder
 from trainer.train.data import DataError, split_images
 

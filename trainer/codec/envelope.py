@@ -1,0 +1,138 @@
+"""Format version 4: a file's samples at any depth, with its metadata, around format 2/3 streams.
+
+A plain 8-bit PNG-like image is still written as a version 2 (or 3) stream. Everything else, a
+16-bit image, a palette or 1/2/4-bit image, a file with transparency keys, ICC, EXIF, XMP or text,
+a TIFF or PNM, goes into this envelope (spec also in docs/FORMAT.md):
+
+    offset  size  field
+    0       4     magic b"PXLM"
+    4       1     format version 4
+    5       16    bundle id (as in version 2)
+    21      1     representation: 0 planes (the samples, up to 8 bits, as one version 2/3 stream),
+                  1 split16 (16-bit samples: high bytes as a version 2/3 stream, low bytes apart),
+                  2 jxl (JPEG-XL lossless of the samples at any depth)
+    22      1     low bytes of split16: 0 a part of their own (LZMA), 1 equal to the high bytes
+                  (v = 257 h), 2 zero (v = 256 h); 0 for the other representations
+    23      4+4+1+1   width, height, channels, bits per sample (1..16)
+    .       4     CRC32 of the samples at full depth (uint8, or uint16 little-endian; row-major)
+    .       4+n   metadata section: its length, then (section version 1, entry count u16, entries
+                  of 4-byte tag + u32 length + bytes, CRC32 of the section before it)
+    .       1     part count, then per part: u64 length, u32 CRC32
+    .       4     CRC32 of every header byte before this field
+    .       ...   the parts, one after another (a version 2/3 stream, or a JPEG-XL file)
+
+Every length and CRC is checked before any model runs; the sample CRC after decoding.
+"""
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from trainer.codec.container import MAGIC, MAX_SIDE, FormatError
+
+VERSION = 4
+PLANES, SPLIT16, JXL = 0, 1, 2
+NAMES = {PLANES: "planes", SPLIT16: "split16", JXL: "jxl"}
+LOW_PART, LOW_IS_HIGH, LOW_ZERO = 0, 1, 2
+SECTION_VERSION = 1
+_FIXED = struct.Struct("<BBIIBBI")  # representation, low, width, height, channels, depth, sample crc
+
+
+@dataclass(frozen=True)
+class Envelope:
+    bundle_id: bytes
+    representation: int
+    low: int
+    width: int
+    height: int
+    channels: int
+    depth: int
+    sample_crc: int
+    entries: list  # (tag, bytes): the picture's format description and metadata
+    parts: list  # bytes
+
+
+def _section(entries) -> bytes:
+    body = struct.pack("<BH", SECTION_VERSION, len(entries))
+    for tag, data in entries:
+        if len(tag) != 4:
+            raise ValueError(f"entry tag {tag!r} is not 4 bytes")
+        body += tag + struct.pack("<I", len(data)) + data
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _read_section(data: bytes) -> list:
+    if len(data) < 7 or zlib.crc32(data[:-4]) != struct.unpack("<I", data[-4:])[0]:
+        raise FormatError("corrupted metadata section (CRC mismatch)")
+    version, count = struct.unpack_from("<BH", data)
+    if version != SECTION_VERSION:
+        raise FormatError(f"metadata section version {version} is not supported (a newer pixlm reads it)")
+    pos, entries = 3, []
+    for _ in range(count):
+        if pos + 8 > len(data) - 4:
+            raise FormatError("truncated metadata section")
+        tag, (length,) = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)
+        if pos + 8 + length > len(data) - 4:
+            raise FormatError("truncated metadata section")
+        entries.append((tag, data[pos + 8:pos + 8 + length]))
+        pos += 8 + length
+    if pos != len(data) - 4:
+        raise FormatError("unexpected bytes in the metadata section")
+    return entries
+
+
+def pack(envelope: Envelope) -> bytes:
+    section = _section(envelope.entries)
+    head = (MAGIC + bytes([VERSION]) + envelope.bundle_id
+            + _FIXED.pack(envelope.representation, envelope.low, envelope.width, envelope.height, envelope.channels,
+                          envelope.depth, envelope.sample_crc)
+            + struct.pack("<I", len(section)) + section + bytes([len(envelope.parts)])
+            + b"".join(struct.pack("<QI", len(p), zlib.crc32(p)) for p in envelope.parts))
+    return head + struct.pack("<I", zlib.crc32(head)) + b"".join(envelope.parts)
+
+
+def unpack(data: bytes) -> Envelope:
+    """The envelope of a version 4 file, every length and CRC checked; FormatError (one line) otherwise."""
+    try:
+        pos = 21
+        fields = _FIXED.unpack_from(data, pos)
+        pos += _FIXED.size
+        (length,) = struct.unpack_from("<I", data, pos)
+        section = data[pos + 4:pos + 4 + length]
+        if len(section) != length:
+            raise struct.error
+        pos += 4 + length
+        count = data[pos]
+        pos += 1
+        sizes = [struct.unpack_from("<QI", data, pos + 12 * i) for i in range(count)]
+        pos += 12 * count
+        (stored,) = struct.unpack_from("<I", data, pos)
+    except (IndexError, struct.error):
+        raise FormatError("truncated header") from None
+    if zlib.crc32(data[:pos]) != stored:
+        raise FormatError("corrupted header (CRC mismatch)")
+    representation, low, width, height, channels, depth, sample_crc = fields
+    parts_needed = {PLANES: 1, SPLIT16: 2 if low == LOW_PART else 1, JXL: 1}.get(representation)
+    if (parts_needed != count or low > LOW_ZERO or (low and representation != SPLIT16)
+            or not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE) or channels not in (1, 2, 3, 4)
+            or not 1 <= depth <= 16 or (representation == PLANES and depth > 8)
+            or (representation == SPLIT16 and depth <= 8)):
+        raise FormatError("invalid header fields")
+    pos += 4
+    parts = []
+    for index, (size, crc) in enumerate(sizes):
+        part = data[pos:pos + size]
+        if len(part) < size:
+            raise FormatError(f"truncated payload (part {index + 1}: {len(part)} of {size} bytes)")
+        if zlib.crc32(part) != crc:
+            raise FormatError(f"corrupted payload (part {index + 1}: CRC mismatch)")
+        parts.append(part)
+        pos += size
+    if pos != len(data):
+        raise FormatError(f"{len(data) - pos} unexpected bytes after the payload")
+    return Envelope(data[5:21], representation, low, width, height, channels, depth, sample_crc,
+                    _read_section(section), parts)
+
+
+def is_envelope(data: bytes) -> bool:
+    return len(data) > 4 and data[:4] == MAGIC and data[4] == VERSION
