@@ -23,7 +23,7 @@ from trainer.codec.adapt import adapted_bpsp  # noqa: E402
 from trainer.codec.bundle import MANIFEST_FILE, open_bundle  # noqa: E402
 from trainer.config import Adaptation  # noqa: E402
 from trainer.models.context import ContextModel  # noqa: E402
-from trainer.tokenize.pixels import image_files, load_image  # noqa: E402
+from trainer.images.files import image_files, load_image  # noqa: E402
 
 
 def center_crop(image: np.ndarray, crop: tuple[int, int] | None) -> np.ndarray:

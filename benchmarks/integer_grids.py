@@ -26,7 +26,7 @@ from trainer.codec.bundle import open_bundle  # noqa: E402
 from trainer.models.context import LN2, ContextModel, _discretized_logistic_log_prob, scale  # noqa: E402
 from trainer.models.integer_context import IntegerContextModel, to_units  # noqa: E402
 from trainer.models.integer_mixture import LOGIT_GRID, UNITS  # noqa: E402
-from trainer.tokenize.pixels import load_image  # noqa: E402
+from trainer.images.files import load_image  # noqa: E402
 
 
 def float_bits(model: ContextModel, image: torch.Tensor, ys, xs, targets, grids: bool) -> float:

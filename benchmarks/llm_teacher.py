@@ -27,7 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.models.pixel_lm import PixelLM  # noqa: E402
-from trainer.tokenize.pixels import image_files, load_image, patch_grid, to_image  # noqa: E402
+from trainer.tokenize.pixels import patch_grid  # noqa: E402
+from trainer.images.files import image_files, load_image, to_image  # noqa: E402
 from trainer.train.patch_file import PatchFile  # noqa: E402
 
 

@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.models.context import ContextModel, pixel_grid  # noqa: E402
-from trainer.tokenize.pixels import load_image  # noqa: E402
+from trainer.images.files import load_image  # noqa: E402
 from trainer.train.data import data_root  # noqa: E402
 
 

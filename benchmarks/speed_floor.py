@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from trainer.codec.adapt import blocks  # noqa: E402
 from trainer.codec.bundle import open_bundle  # noqa: E402
 from trainer.models.integer_context import IntegerContextModel, to_units  # noqa: E402
-from trainer.tokenize.pixels import load_image  # noqa: E402
+from trainer.images.files import load_image  # noqa: E402
 
 AIM = {"decode": 500_000, "encode": 1_000_000}  # subpixels/s on 2 cores (issue 10)
 

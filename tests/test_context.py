@@ -436,7 +436,7 @@ def test_overhead_is_measured_against_the_integer_tables_so_it_is_never_negative
 def test_distillation_from_a_context_teacher_pulls_the_student_to_its_distributions(context_bundles, tmp_path, crop_dir):
     """teacher=FOLDER: the KL term is 0 for a student equal to its teacher, a kd_ratio=1 run moves a
     fresh student's distributions towards the teacher's, and a teacher of another window is refused."""
-    from trainer.tokenize.pixels import image_files
+    from trainer.images.files import image_files
     from trainer.train.context import distillation_kl, load_images, val_windows
 
     teacher_dir = context_bundles["none"].parent / "run" / "final"

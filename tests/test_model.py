@@ -4,7 +4,8 @@ import torch
 
 from trainer.config import LoraSettings, ModelConfig, PromptConfig, load_recipe
 from trainer.models.pixel_lm import ModelLoadError, PixelLM, build_pixel_lm, resolve_base
-from trainer.tokenize.pixels import load_image, patch_grid, patch_values
+from trainer.tokenize.pixels import patch_grid, patch_values
+from trainer.images.files import load_image
 
 TINY = ModelConfig(base="config", tokenizer="bytes", config=dict(
     model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4))

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainer.tokenize.pixels import FILL, ImageModeError, Patch, context_values, load_image, patch_grid, patch_values, put_patch, to_image
+from trainer.tokenize.pixels import FILL, Patch, context_values, patch_grid, patch_values, put_patch
+from trainer.images.files import ImageModeError, load_image, to_image
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (5, 17), (7, 513), (16, 16), (33, 31)])
@@ -40,9 +41,10 @@ def test_supported_modes_round_trip(tmp_path, mode, channels):
     assert loaded.shape == (9, 11, channels) and np.array_equal(loaded, array)
 
 
-@pytest.mark.parametrize("mode,words", [("P", "palette"), ("I;16", "16"), ("I", "16/32-bit"), ("1", "not supported"),
-                                        ("CMYK", "not supported"), ("F", "8-bit")])
-def test_unsupported_modes_are_refused_clearly(mode, words):
+@pytest.mark.parametrize("mode,words", [("P", "palette indices"), ("I;16", "16-bit samples"), ("I", "mode I is not supported"),
+                                        ("CMYK", "not supported"), ("F", "mode F is not supported")])
+def test_modes_training_cannot_use_are_refused_clearly(mode, words):
+    """Training reads 8-bit intensities: palette indices and 16-bit samples are refused, never reduced."""
     image = Image.new(mode, (4, 4))
     with pytest.raises(ImageModeError, match=words):
         load_image(image)
@@ -51,7 +53,10 @@ def test_unsupported_modes_are_refused_clearly(mode, words):
 def test_unreadable_file_is_a_clear_error(tmp_path):
     path = tmp_path / "broken.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    with pytest.raises(ImageModeError, match="not a readable image"):
+    with pytest.raises(ImageModeError, match="broken.png: truncated file"):
+        load_image(path)
+    path.write_bytes(b"GIF89a garbage")
+    with pytest.raises(ImageModeError, match=r"broken.png: not a readable image \(unknown format\)"):
         load_image(path)
 
 

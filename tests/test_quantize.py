@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from trainer.codec.bundle import BundleError, export_bundle, open_bundle, write_manifest
 from trainer.codec.patch import Codec
 from trainer.models.pixel_lm import PixelLM, build_pixel_lm
-from trainer.tokenize.pixels import image_files
+from trainer.images.files import image_files
 from trainer.models.quantize import QuantizationError, dequantize_state, file_bytes, load_bnb, quantize_tensor, validation_bpsp
 
 

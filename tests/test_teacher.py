@@ -177,7 +177,7 @@ def test_context_student_learns_from_the_cache_and_checks_it(crop_dir, cache_dir
 
 def test_cached_batches_are_the_patches_pixels_with_their_codec_contexts(crop_dir, cache_dir):
     from trainer.models.context import ContextModel, ImageStack
-    from trainer.tokenize.pixels import image_files, load_image
+    from trainer.images.files import image_files, load_image
     from trainer.train.context import CachedPatches
     from trainer.train.data import split_images
 

@@ -73,7 +73,7 @@ def _positive(text: str) -> int:
 def output_of(args) -> Path:
     """The output named positionally or with -o (not both); by default the input's name with the
     output's suffix beside it (a file) or the input folder itself (mirrored files beside their inputs)."""
-    from trainer.codec.jobs import IMAGE_OUT_SUFFIX, STD, STREAM_SUFFIX, JobError
+    from trainer.codec.jobs import OUT_SUFFIXES, STD, STREAM_SUFFIX, JobError, decoded_format
 
     if args.output is not None and args.output_option is not None:
         raise JobError("name the output once: positionally or with -o")
@@ -84,7 +84,9 @@ def output_of(args) -> Path:
         return STD
     if args.input.is_dir():
         return args.input
-    return args.input.with_suffix(STREAM_SUFFIX if args.command == "encode" else IMAGE_OUT_SUFFIX)
+    if args.command == "encode":
+        return args.input.with_suffix(STREAM_SUFFIX)
+    return args.input.with_suffix(OUT_SUFFIXES[decoded_format(args.input)][0])
 
 
 class _Coder:

@@ -2,12 +2,13 @@
 
 Each baseline turns an (H, W, C) uint8 array into the bytes of a real file and back:
 
-- png: Pillow, optimize=True (zlib level 9 plus filter search)
+- png: Pillow, optimize=True (zlib level 9 plus filter search); 16-bit: libpng, zlib level 9 (imagecodecs)
 - webp: libwebp lossless, method 6, quality 100 (imagecodecs)
 - jpegxl-e7 / jpegxl-e9: libjxl lossless (distance 0), effort 7 / 9 (imagecodecs)
 - jpeg2000: OpenJPEG reversible 5/3 wavelet, J2K codestream (imagecodecs)
 - jpegls: CharLS, lossless (NEAR=0) (imagecodecs)
 
+Every codec but WebP takes 16-bit samples too (a 16-bit set: `pixlm bench --baselines png,jpegxl-e9`).
 Gray (L) and gray+alpha (LA) images go to WebP as RGB / RGBA with the gray value copied into R, G
 and B (WebP has no gray mode); the decoded channels must all equal the gray value. The decoded array
 is compared with the original by `BaselineCodec.round_trip`; any difference is a failure, never
@@ -38,6 +39,8 @@ def _imagecodecs():
 
 
 def _png_encode(a, threads):
+    if a.dtype == np.uint16:  # Pillow cannot write 16-bit colour: libpng, zlib level 9
+        return _imagecodecs().png_encode(np.ascontiguousarray(a if a.shape[2] > 1 else a[:, :, 0]), level=9)
     mode = MODES[a.shape[2]]
     buf = io.BytesIO()
     Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a, mode=mode).save(buf, format="PNG", optimize=True)
@@ -45,12 +48,16 @@ def _png_encode(a, threads):
 
 
 def _png_decode(data, threads, like):
+    if like.dtype == np.uint16:
+        return _imagecodecs().png_decode(data)
     image = Image.open(io.BytesIO(data))
     image.load()
     return np.asarray(image)
 
 
 def _webp_encode(a, threads):
+    if a.dtype != np.uint8:
+        raise BaselineError("WebP holds 8-bit samples only")
     if a.shape[2] in (1, 2):  # gray -> RGB(A) with equal channels
         a = np.concatenate([np.repeat(a[:, :, :1], 3, 2), a[:, :, 1:]], 2)
     return _imagecodecs().webp_encode(np.ascontiguousarray(a), level=100, lossless=True, method=6,

@@ -75,8 +75,6 @@ def bench_bundle(entry: dict, array: np.ndarray, stream: Path, threads: int, var
                  memory: PeakMemory, bits_map: bool, hooks: dict) -> tuple[dict, np.ndarray | None]:
     import torch
 
-    from trainer.images.files import to_image
-
     rec = {"decodes_tried": 0, "decodes_exact": 0}
     if entry.get("codec") is None:
         rec["error"] = f"bundle did not load: {entry['load_error']}"
@@ -86,11 +84,12 @@ def bench_bundle(entry: dict, array: np.ndarray, stream: Path, threads: int, var
     stream.parent.mkdir(parents=True, exist_ok=True)
     try:
         mem = memory.start()
-        report = codec.encode(to_image(array), stream, bits_map=bits_map)
+        report = codec.encode(array, stream, bits_map=bits_map)
         rec.update(encode_seconds=report.seconds, encode_memory=memory.peak(mem))
         rec["bytes"] = stream.stat().st_size
         rec["model_bpsp"] = report.model_bpsp
         rec["fallback"] = report.fallback  # the stream is lossless WebP (trainer.codec.fallback)
+        rec["representation"] = report.representation  # model, webp-lossless, planes / split16 / jxl (+...)
     except Exception as err:  # noqa: BLE001 - any failure is a result
         rec["error"] = f"encode: {error_line(err)}"
         return rec, None

@@ -94,7 +94,7 @@ def write_markdown(report: dict, out: Path) -> Path:
                 by_image.setdefault(r["image"], {})[r["codec"]] = r
         for image, recs in by_image.items():
             cells = [("✗" if not recs[n].get("ok") else f"{recs[n]['bpsp']:.4f}"
-                      + (" (WebP fallback)" if recs[n].get("fallback") else "")) if n in recs else "–"
+                      + _coded_as(recs[n])) if n in recs else "–"
                      for n in s["codecs"]]
             lines.append(f"| {image} | " + " | ".join(cells) + " |")
         if (out / f"heatmap_{s['name']}.png").is_file():
@@ -168,3 +168,11 @@ def write_plots(report: dict, out: Path) -> list[Path]:
         plt.close(fig)
         written.append(out / f"heatmap_{s['name']}.png")
     return written
+
+
+def _coded_as(rec: dict) -> str:
+    """How a bundle's stream holds the image, where it is not the model's own version 2 stream."""
+    representation = rec.get("representation", "webp-lossless" if rec.get("fallback") else "model")
+    names = {"model": "", "webp-lossless": " (WebP fallback)", "jxl": " (JPEG-XL part)",
+             "split16": " (model high bytes)", "planes": " (model, with metadata)"}
+    return names.get(representation, f" ({representation})")

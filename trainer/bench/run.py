@@ -148,7 +148,7 @@ def _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resu
     import torch
     from tqdm.auto import tqdm
 
-    from trainer.images.files import load_image
+    from trainer.images.files import load_samples
 
     torch.set_num_threads(threads)
     if rank == 0 and not resume:
@@ -191,7 +191,7 @@ def _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resu
                 continue
             head = {"set": job.set, "image": job.image, "crop": crop_text, "rank": rank, "threads": threads}
             try:
-                array = center_crop(load_image(job.path), crop_size)
+                array = center_crop(load_samples(job.path), crop_size)
             except Exception as err:  # noqa: BLE001 - an unreadable image fails every codec on it
                 for name in pending:
                     results.write(json.dumps({**head, "codec": name, "ok": False, "error": f"image: {error_line(err)}"}) + "\n")

@@ -142,7 +142,7 @@ class StreamCodec:
             representation = fallback.MODE if fell_back else "model"
         else:
             data, ideal_bits, representation = self._envelope(picture)
-            fell_back, bits = representation != "model", None
+            fell_back, bits = representation == envelope.NAMES[envelope.JXL] or fallback.MODE in representation, None
         write_file(out_path, data)
         seconds = time.perf_counter() - start
         return Report(str(out_path), picture.width, picture.height, picture.channels, len(data), seconds,

@@ -56,6 +56,7 @@ class ContextCodec(StreamCodec):
         self.numeric_mode = (INTEGER_MODE if self.integer else NUMERIC_MODE) + (f"-{adaptation.tag}" if adaptation else "")
         if self.integer:
             self.threads = None  # exact sums: the caller's thread count changes nothing but speed
+            self.portable = True  # the same tables on every machine: a CRC failure means a damaged payload
         # cores busy while coding one image: the coder, and the adaptation's worker thread (delay 1)
         self.cores = 1 + bool(adaptation and adaptation.delay)
 

@@ -20,8 +20,11 @@ def load_samples(source) -> np.ndarray:
     """(H, W, C) samples at full depth (uint8, or uint16 for 16-bit files) of an L/LA/RGB/RGBA image;
     palette and 1/2/4-bit images are refused with one line (their values are not intensities)."""
     picture = read_picture(source)
-    if picture.layout == "P" or picture.depth not in (8, 16):
-        raise ImageModeError(f"{source}: {picture.depth}-bit {picture.layout} samples are not 8/16-bit intensities")
+    name = "image" if not isinstance(source, (str, Path)) else source
+    if picture.layout == "P":
+        raise ImageModeError(f"{name}: palette image: its values are palette indices, not intensities")
+    if picture.depth not in (8, 16):
+        raise ImageModeError(f"{name}: {picture.depth}-bit samples; this reads 8- and 16-bit images")
     return picture.samples
 
 
@@ -30,7 +33,7 @@ def load_image(source) -> np.ndarray:
     refused, never reduced: `pixlm encode` codes them, a model trained on 8 bits does not."""
     samples = load_samples(source)
     if samples.dtype != np.uint8:
-        raise ImageModeError(f"{source}: 16-bit samples; this reads 8-bit images only (pixlm encode codes 16-bit files)")
+        raise ImageModeError(f"{'image' if not isinstance(source, (str, Path)) else source}: 16-bit samples; this reads 8-bit images only (pixlm encode codes 16-bit files)")
     return samples
 
 

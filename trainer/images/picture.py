@@ -104,22 +104,42 @@ def _from_png(data: bytes) -> Picture:
 
 
 def _from_pillow(image, name: str) -> Picture:
-    """Formats other than PNG/TIFF/PNM: their 8-bit pixels (palettes expanded), ICC/EXIF/XMP as PNG chunks."""
+    """Formats other than PNG/TIFF/PNM, and PIL images: their pixels exactly (palettes kept as PLTE,
+    1-bit as 0/255 gray, I;16 as 16-bit gray), ICC/EXIF/XMP as PNG chunks (such inputs decode to PNG)."""
     mode = image.mode
-    if mode in ("P", "PA"):
-        image = image.convert("RGBA" if "transparency" in image.info or mode == "PA" else "RGB")
-    elif mode == "1":
-        image = image.convert("L")
-    elif mode not in _PIL_TO_COLOUR:
-        raise ImageModeError(f"{name}: {image.format or 'image'} in mode {mode} cannot be coded exactly "
-                             "(pixlm reads 8-bit gray/RGB with or without alpha from this format; 16-bit: PNG, TIFF, PNM)")
-    array = np.asarray(image).reshape(image.height, image.width, -1)
-    picture = plain_picture(array)
+    if mode == "PA" or (mode == "P" and image.palette is not None and image.palette.mode != "RGB"):
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode == "1":
+        image, mode = image.convert("L"), "L"
     xmp = image.info.get("xmp")
     extra = png.text_chunks(image.info.get("icc_profile"), image.info.get("exif"),
                             xmp.encode() if isinstance(xmp, str) else xmp)
+    if mode == "P":
+        return _palette_picture(image, extra)
+    if mode == "I;16":
+        picture = plain_picture(np.asarray(image).astype(np.uint16).reshape(image.height, image.width, 1))
+    elif mode in _PIL_TO_COLOUR:
+        picture = plain_picture(np.asarray(image).reshape(image.height, image.width, -1))
+    else:
+        raise ImageModeError(f"{name}: mode {mode} is not supported (pixlm codes gray, gray+alpha, RGB, RGBA and "
+                             "palette images of 1..16 bits; it does not reduce samples to fit)")
     picture.chunks[1:1] = extra
     return picture
+
+
+def _palette_picture(image, extra: list) -> Picture:
+    """A palette image as a palette PNG: indices coded, PLTE and transparency (tRNS) kept."""
+    indices = np.asarray(image, dtype=np.uint8).reshape(image.height, image.width, 1)
+    palette = bytes(image.getpalette() or []) or bytes(v for i in range(256) for v in (i, i, i))  # Pillow's default: gray
+    if indices.max(initial=0) >= len(palette) // 3:
+        raise ImageModeError(f"palette index {indices.max()} beyond the {len(palette) // 3}-colour palette")
+    chunks = [(b"IHDR", png.Ihdr(image.width, image.height, 8, 3, 0).pack()), *extra, (b"PLTE", palette)]
+    transparency = image.info.get("transparency")
+    if isinstance(transparency, int):
+        chunks.append((b"tRNS", bytes([255] * transparency + [0])))
+    elif isinstance(transparency, bytes):
+        chunks.append((b"tRNS", transparency))
+    return Picture(indices, 8, "P", "png", chunks + [(png.IDAT, b"")])
 
 
 def read_picture(source) -> Picture:

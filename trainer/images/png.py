@@ -72,7 +72,7 @@ def read_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
         length, kind = struct.unpack_from(">I4s", data, pos)
         body = data[pos + 8:pos + 8 + length]
         if length >= 2 ** 31 or pos + 12 + length > len(data):
-            raise PngError(f"truncated {kind!r} chunk")
+            raise PngError(f"truncated file ({kind.decode('latin-1')!r} chunk cut short)")
         (crc,) = struct.unpack_from(">I", data, pos + 8 + length)
         if zlib.crc32(kind + body) != crc:
             raise PngError(f"corrupted {kind.decode('latin-1')} chunk (CRC mismatch)")
