@@ -132,7 +132,7 @@ def measure_patches(model, args, device, report, save) -> None:
 
 
 def run_codec_and_kodak(model, args, device, report, save) -> None:
-    from trainer.codec.bundle import export_bundle
+    from trainer.export import export_bundle
     from trainer.codec.patch import Codec
 
     bundle_dir = args.out / "bundle"

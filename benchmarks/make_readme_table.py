@@ -1,6 +1,6 @@
 """Rewrite the README's benchmark table from a `pixlm bench` report.
 
-    python benchmarks/make_readme_table.py                       # benchmarks/kodak/report.json -> README.md
+    python benchmarks/make_readme_table.py                       # benchmarks/kodak_v5/report.json (the default bundle's) -> README.md
     python benchmarks/make_readme_table.py --report R.json --readme README.md [--check]
 
 Only the text between the markers `<!-- bench:start -->` and `<!-- bench:end -->` changes. --check
@@ -41,8 +41,7 @@ def table(report: dict) -> str:
                          f"| {format_speed(t['decode_subpixels_per_s'])} | {ratio} "
                          f"| {t['decodes_exact']}/{t['decodes_tried']} |")
         lines.append("")
-    lines.append("bpsp = 8 x file bytes / subpixels over the whole set (every byte of every file). "
-                 "Full report: `benchmarks/kodak/report.md`.")
+    lines.append("bpsp = 8 x file bytes / subpixels over the whole set (every byte of every file).")
     return "\n".join(lines)
 
 
@@ -55,7 +54,7 @@ def rewrite(readme_text: str, new_table: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "kodak" / "report.json")
+    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "kodak_v5" / "report.json")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--check", action="store_true", help="exit 1 if the README table is out of date")
     args = parser.parse_args(argv)

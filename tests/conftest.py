@@ -76,6 +76,6 @@ def teacher_dir(tmp_path_factory, crop_dir) -> Path:
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory, teacher_dir) -> Path:
     """That tiny model exported as a codec bundle (fp32, 16-bit probability tables)."""
-    from trainer.codec.bundle import export_bundle
+    from trainer.export import export_bundle
 
     return export_bundle(teacher_dir, tmp_path_factory.mktemp("bundle") / "tiny", precision=16).path

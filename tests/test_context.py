@@ -112,7 +112,7 @@ def test_recipe_errors_are_clear(tmp_path, crop_dir):
 @pytest.fixture(scope="module")
 def context_bundles(tmp_path_factory, crop_dir):
     """A tiny context student trained for a few seconds, exported as fp32 and int8 bundles."""
-    from trainer.codec.bundle import export_bundle
+    from trainer.export import export_bundle
 
     root = tmp_path_factory.mktemp("context")
     train_context(tiny_recipe(root, crop_dir, "max_steps=30", "eval_every=30", "save_every=30", "lr=1e-2"))
@@ -264,7 +264,7 @@ def test_classical_inputs_need_their_neighbours_and_follow_med():
 
 
 def adaptive_bundle(root, crop_dir, block=32, lr=1e-3, trunk_layers=None, delay=0):
-    from trainer.codec.bundle import export_bundle
+    from trainer.export import export_bundle
     from trainer.config import Adaptation
 
     out = root / f"adaptive-{block}-{trunk_layers}-{delay}"
@@ -368,7 +368,8 @@ def test_adaptive_stream_is_the_same_with_one_or_two_threads(context_bundles, ph
 def test_adaptation_settings_are_checked(context_bundles, tmp_path):
     import json as json_
 
-    from trainer.codec.bundle import BundleError, export_bundle, open_bundle, write_manifest
+    from trainer.codec.bundle import BundleError, open_bundle, write_manifest
+    from trainer.export import export_bundle
     from trainer.config import Adaptation
 
     for bad in ((0, 1e-4, 1), (64, 0.0, 1), (64, 1e-4, 0), (64, 1e-4, 1, -1), (64, 1e-4, 1, None, 2),

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.codec.bundle import BundleError, export_bundle, open_bundle
+from trainer.codec.bundle import BundleError, open_bundle
+from trainer.export import export_bundle
 from trainer.codec.registry import open_codec
 from trainer.models.context import ContextModel, scale
 from trainer.models.integer_context import IntegerContextModel, quantize_grad, to_units

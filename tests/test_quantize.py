@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from trainer.codec.bundle import BundleError, export_bundle, open_bundle, write_manifest
+from trainer.codec.bundle import BundleError, open_bundle, write_manifest
+from trainer.export import export_bundle
 from trainer.codec.patch import Codec
 from trainer.models.pixel_lm import PixelLM, build_pixel_lm
 from trainer.images.files import image_files

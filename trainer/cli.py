@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from transformers.utils import logging as hf_logging
 
-    from trainer.codec.bundle import export_bundle
+    from trainer.export import export_bundle
     from trainer.codec.jobs import plan
     from trainer.train.download import download, load_manifest
 

@@ -48,14 +48,15 @@ class ContextCodec(StreamCodec):
 
     def __init__(self, bundle, batch_size: int | None = None, threads: int | None = None, progress: bool = True,
                  fallback: bool = True):
-        """`batch_size` and `threads` (the LM codec's options) are accepted and ignored: a wavefront is
-        the batch, and the numeric mode above fixes one thread."""
+        """`batch_size` is accepted and ignored (a wavefront is the batch). `threads`: integer bundles
+        compute exact sums, so they code on that many torch threads (None: the caller's setting) with
+        the same bytes; float bundles always compute on one thread (part of their numeric mode)."""
         super().__init__(bundle, progress, fallback)
         adaptation = self.bundle.adaptation
         self.integer = isinstance(self.model, IntegerContextModel)
         self.numeric_mode = (INTEGER_MODE if self.integer else NUMERIC_MODE) + (f"-{adaptation.tag}" if adaptation else "")
         if self.integer:
-            self.threads = None  # exact sums: the caller's thread count changes nothing but speed
+            self.threads = threads  # exact sums: the thread count changes nothing but speed
             self.portable = True  # the same tables on every machine: a CRC failure means a damaged payload
         # cores busy while coding one image: the coder, and the adaptation's worker thread (delay 1)
         self.cores = 1 + bool(adaptation and adaptation.delay)

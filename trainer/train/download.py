@@ -6,27 +6,19 @@ already match is skipped; a download goes to `PATH.part` and is renamed only aft
 matches, so an interrupted or tampered download never leaves a file that looks complete.
 """
 
-import hashlib
 import json
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from trainer.paths import resource
+from trainer.checksums import sha256_of
 
 MANIFESTS = resource("data/manifests")
 
 
 class DownloadError(RuntimeError):
     pass
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_manifest(name: str) -> dict:

@@ -1,0 +1,32 @@
+"""`--threads N` reaches the default (integer) bundle: coding runs on N torch threads, same bytes."""
+
+import numpy as np
+import torch
+
+from trainer.codec.bundle import default_bundle
+from trainer.codec.registry import open_codec
+from trainer.images.files import load_image
+
+
+def test_threads_change_the_threads_used_not_the_bytes(photos, tmp_path, monkeypatch):
+    image = load_image(photos[1])[40:56, 60:84]
+    seen = {}
+    streams = {}
+    for threads in (1, 2):
+        codec = open_codec(default_bundle(), threads=threads, progress=False, fallback=False)
+        for name in ("_encode_symbols", "_decode_symbols"):
+            inner = getattr(codec, name)
+
+            def spy(*args, _inner=inner, _key=(threads, name)):
+                seen[_key] = torch.get_num_threads()
+                return _inner(*args)
+
+            monkeypatch.setattr(codec, name, spy)
+        torch.set_num_threads(1 if threads == 2 else 2)  # the caller's setting must not decide
+        codec.encode(image, tmp_path / f"{threads}.pxl")
+        decoded, _ = codec.decode(tmp_path / f"{threads}.pxl")
+        assert np.array_equal(decoded, image)
+        streams[threads] = (tmp_path / f"{threads}.pxl").read_bytes()
+    assert seen == {(1, "_encode_symbols"): 1, (1, "_decode_symbols"): 1,
+                    (2, "_encode_symbols"): 2, (2, "_decode_symbols"): 2}
+    assert streams[1] == streams[2]
