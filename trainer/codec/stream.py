@@ -22,6 +22,7 @@ from trainer.images.files import write_file
 from trainer.images.picture import Picture, picture_bytes, plain_picture, read_picture, sample_bytes
 from trainer.tokenize.pixels import MODES
 
+
 class CodecError(ValueError):
     """A stream that does not decode with this bundle or this machine."""
 
@@ -46,7 +47,6 @@ class Report:
     depth: int = 8  # bits per sample of the image (bpsp counts bits per sample at this depth)
     representation: str = "model"  # model, webp-lossless, or (version 4) planes / split16 / jxl
     notes: list = field(default_factory=list)  # what the input held that the stream does not carry
-
 
     @property
     def subpixels(self) -> int:
