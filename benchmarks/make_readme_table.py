@@ -27,7 +27,7 @@ def table(report: dict) -> str:
     for s in report["sets"]:
         lines += [f"**{s['name']}**: {s['images_done']}/{s['images']} images"
                   + (f", center crop {cfg['crop']}" if cfg.get("crop") else "")
-                  + f"; {machine['cpu']}, {cfg['threads']} thread(s) per codec, {cfg['world_size']} process(es); "
+                  + f"; {machine['cpu']} ({machine.get('cpu_capability', 'CPU kernel level not recorded')}), {cfg['threads']} thread(s) per codec, {cfg['world_size']} process(es); "
                   f"{report['created'][:10]}.", "",
                   f"| codec | bpsp | encode subpixels/s | decode subpixels/s | decode speed vs {ref} | exact decodes |",
                   "| --- | --- | --- | --- | --- | --- |"]

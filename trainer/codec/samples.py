@@ -15,7 +15,7 @@ import numpy as np
 
 from trainer.codec.envelope import LOW_IS_HIGH, LOW_PART, LOW_ZERO
 
-JXL_EFFORT = 7  # effort 9 was not smaller on 16-bit photo crops (6.90 vs 6.86 bpsp) for ~3x the time
+JXL_EFFORT = 7  # effort 9 was larger on 16-bit photo crops (6.4696 vs 6.4197 bpsp, docs/FORMAT.md's bench) for ~5x the time
 
 
 def split16(samples: np.ndarray) -> tuple[np.ndarray, int, bytes | None]:

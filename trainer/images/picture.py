@@ -15,8 +15,7 @@ import numpy as np
 
 from trainer.images import png, pnm, tiff
 
-LAYOUTS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 1}  # P: palette indices, the palette in a PLTE chunk
-_PIL_TO_COLOUR = {"L": 0, "RGB": 2, "LA": 4, "RGBA": 6}
+LAYOUTS = ("L", "LA", "RGB", "RGBA", "P")  # P: palette indices, the palette in a PLTE chunk
 
 
 class ImageModeError(ValueError):
@@ -118,7 +117,7 @@ def _from_pillow(image, name: str) -> Picture:
         return _palette_picture(image, extra)
     if mode == "I;16":
         picture = plain_picture(np.asarray(image).astype(np.uint16).reshape(image.height, image.width, 1))
-    elif mode in _PIL_TO_COLOUR:
+    elif mode in ("L", "LA", "RGB", "RGBA"):
         picture = plain_picture(np.asarray(image).reshape(image.height, image.width, -1))
     else:
         raise ImageModeError(f"{name}: mode {mode} is not supported (pixlm codes gray, gray+alpha, RGB, RGBA and "
