@@ -1,6 +1,6 @@
 """Rewrite the README's benchmark table from a `pixlm bench` report.
 
-    python benchmarks/make_readme_table.py                       # benchmarks/kodak_v5/report.json (the default bundle's) -> README.md
+    python benchmarks/make_readme_table.py                       # benchmarks/results/kodak/report.json (the default bundle's) -> README.md
     python benchmarks/make_readme_table.py --report R.json --readme README.md [--check]
 
 Only the text between the markers `<!-- bench:start -->` and `<!-- bench:end -->` changes. --check
@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from trainer.bench.report import format_speed  # noqa: E402  (the repo root, also without an install
+from trainer.bench.report import format_speed
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
@@ -54,7 +53,7 @@ def rewrite(readme_text: str, new_table: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "kodak_v5" / "report.json")
+    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "results" / "kodak" / "report.json")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--check", action="store_true", help="exit 1 if the README table is out of date")
     args = parser.parse_args(argv)

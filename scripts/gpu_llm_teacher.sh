@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU run of issue 11 in one command: train the lora_smollm2_gpu teacher for one slice, measure
-# it (benchmarks/llm_teacher.py: val bpsp, teacher cache, coded Kodak crops on the GPU, Kodak
+# it (benchmarks/studies/llm_teacher.py: val bpsp, teacher cache, coded Kodak crops on the GPU, Kodak
 # code length), and put everything small into $OUT (at most 8 files of < 16 MiB).
 # Carried (ignored) folder $G, made on the CPU:
 #   $G/whl2/*.whl          wheels the GPU image lacks (gguf, constriction, omegaconf, transformers, peft)
@@ -33,7 +33,7 @@ if [ ! -f $RUN/final/metrics.json ]; then  # the slice ended before max_steps: c
   python3 train.py $common max_steps=$((10#$step)) resume=true 2>&1 | tee -a $OUT/train.log
 fi
 echo "training wall time: $(( $(date +%s) - start )) s" | tee -a $OUT/train.log
-python3 benchmarks/llm_teacher.py --teacher $RUN/final --patch-file $G/patches-smollm2.npz --kodak $G/kodak \
+python3 benchmarks/studies/llm_teacher.py --teacher $RUN/final --patch-file $G/patches-smollm2.npz --kodak $G/kodak \
   --out $EVAL --device $DEVICE ${EVAL_ARGS:-} 2>&1 | tee $OUT/eval.log
 # Back: the cache shards, the report, the logs, and the teacher without its merged weights (the base
 # model + adapter/ + pixel_head rebuild it), in parts below 16 MiB.

@@ -25,10 +25,10 @@ if [ ! -f $BASE ]; then
   cat $S/smollm2.xz.* | python3 -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), open(sys.argv[1], 'wb'))" $BASE || exit 1
 fi
 # Issue 10 on this machine's CPU, beside the GPU work (3 decodes at a time, 4 threads each).
-python3 benchmarks/cross_machine.py --streams $S/v4streams tests/expected --images $KODAK tests/expected \
+python3 benchmarks/studies/cross_machine.py --streams $S/v4streams tests/expected --images $KODAK tests/expected \
   --threads 4 --jobs 3 --out $OUT/cross_machine.json > $OUT/cross_machine.log 2>&1 &
 cross=$!
-python3 benchmarks/llm_teacher.py --teacher $S/final --base $BASE --kodak $KODAK --out /tmp/teacher-eval \
+python3 benchmarks/studies/llm_teacher.py --teacher $S/final --base $BASE --kodak $KODAK --out /tmp/teacher-eval \
   --report $OUT/teacher.json --device $DEVICE --batch ${BATCH:-128} ${EVAL_ARGS:---crops 1 --crop 768x16 --kodak-seconds 240} 2>&1 | tee $OUT/eval.log
 cp /tmp/teacher-eval/*-crop.pxl $OUT/ 2>/dev/null
 wait $cross

@@ -5,12 +5,14 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from trainer.bench import measure
 from trainer.bench import run as bench
 from trainer.bench.baselines import BASELINES, REFERENCE
 from trainer.bench.cost import DEFAULT_PRICES, load_prices
@@ -54,11 +56,34 @@ def flip_tampered(stream: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, two_photos, bundle_dir, broken_bundles):
+def decode_clock() -> list[tuple[Path, float]]:
+    """(stream, seconds) of every bundle decode of the `run` bench that returned, in order."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, two_photos, bundle_dir, broken_bundles, decode_clock):
     out = tmp_path_factory.mktemp("report")
-    report = bench.run([two_photos], [bundle_dir, *broken_bundles], ",".join(BASELINES), out, crop=CROP, threads=1,
-                       decode_variants="batch=3", cost="default", progress=False,
-                       hooks={"after_encode": flip_tampered})
+
+    def load_codec(*args):
+        """The bench's codec, whose decode reports come from a fake clock: the n-th decode took n
+        seconds. Bundle decode timings in the report are then exact numbers, not the machine's."""
+        codec = measure.load_codec(*args)
+        decode = codec.decode
+
+        def fake_timed_decode(in_path, out_path=None):
+            decoded, back = decode(in_path, out_path)
+            decode_clock.append((Path(in_path), float(len(decode_clock) + 1)))
+            return decoded, replace(back, seconds=decode_clock[-1][1])
+
+        codec.decode = fake_timed_decode
+        return codec
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bench, "load_codec", load_codec)
+        report = bench.run([two_photos], [bundle_dir, *broken_bundles], ",".join(BASELINES), out, crop=CROP,
+                           threads=1, decode_variants="batch=3", cost="default", progress=False,
+                           hooks={"after_encode": flip_tampered})
     return report, out
 
 
@@ -86,7 +111,7 @@ def test_schema_and_outputs(run, two_photos):
     assert "| tiny | 2/2 |" in md and "Cost of ownership" in md and "bundle did not load" in md
 
 
-def test_bpsp_is_file_bits_over_subpixels_and_every_baseline_round_trips(run):
+def test_bpsp_is_file_bits_over_subpixels_and_every_baseline_round_trips(run, decode_clock):
     report, out = run
     for rec in report["images"]:
         if "bytes" in rec:
@@ -100,7 +125,9 @@ def test_bpsp_is_file_bits_over_subpixels_and_every_baseline_round_trips(run):
         assert rec["ok"] and rec["decodes_tried"] == rec["decodes_exact"] == 2  # main decode + batch=3 variant
         (variant,) = rec["variants"]
         assert {k: variant[k] for k in ("threads", "batch", "exact")} == {"threads": 1, "batch": 3, "exact": True}
-        assert 0 < variant["seconds"] < 600
+        # each decode's own time (the fake clock's): the main decode's, then the variant's
+        assert [rec["decode_seconds"], variant["seconds"]] == [t for path, t in decode_clock if path == stream]
+        assert 0 < rec["decode_seconds"] < variant["seconds"]  # the variant's decode came second
         assert rec["overhead"] == pytest.approx(rec["bpsp"] / rec["model_bpsp"] - 1)
         for key in ("encode", "decode"):
             assert rec[f"{key}_subpixels_per_s"] == pytest.approx(rec["subpixels"] / rec[f"{key}_seconds"])
@@ -128,6 +155,25 @@ def test_set_totals_are_total_bits_over_total_subpixels(run):
     ok = by_codec(report, "tiny")
     assert tiny["model_bpsp"] == pytest.approx(sum(r["model_bpsp"] * r["subpixels"] for r in ok)
                                                / sum(r["subpixels"] for r in ok))
+    # Speed ratios, recomputed here from the per-image records of the codec the report names as the
+    # reference: per image (against that image's reference record) and per set.
+    assert report["reference_codec"] == REFERENCE
+    refs = {r["image"]: r for r in by_codec(report, report["reference_codec"]) if r["ok"]}
+    assert len(refs) == 2
+
+    def speed(records, key):
+        return sum(r["subpixels"] for r in records) / sum(r[f"{key}_seconds"] for r in records)
+
+    for name, totals in s["codecs"].items():
+        ok = [r for r in by_codec(report, name) if r["ok"]]
+        for key in ("encode", "decode"):
+            for r in ok:
+                assert r[f"{key}_speed_vs_ref"] == pytest.approx(speed([r], key) / speed([refs[r["image"]]], key))
+            if ok:
+                assert totals[f"{key}_speed_vs_ref"] == pytest.approx(speed(ok, key) / speed(refs.values(), key))
+    # the tiny bundle's two main decodes took 1 s and 3 s by the fake clock (its variants 2 s and 4 s)
+    assert tiny["decode_seconds"] == 1.0 + 3.0
+    assert tiny["decode_speed_vs_ref"] == pytest.approx(tiny["subpixels"] / 4.0 / speed(refs.values(), "decode"))
     assert s["codecs"][REFERENCE]["decode_speed_vs_ref"] == pytest.approx(1.0)
     assert s["codecs"][REFERENCE]["encode_speed_vs_ref"] == pytest.approx(1.0)
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from trainer.codec.bundle import BundleError, open_bundle
-from trainer.codec.patch import MIN_LANES, Codec
+from trainer.codec.patch import MIN_LANES, PatchCodec
 from trainer.codec.stream import CodecError
 from trainer.codec.container import FormatError, pack, unpack
 from trainer.codec.entropy import quantize
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def codec(bundle_dir):
-    return Codec(bundle_dir, progress=False, fallback=False)  # the LM path itself (the tiny LM loses to WebP)
+    return PatchCodec(bundle_dir, progress=False, fallback=False)  # the LM path itself (the tiny LM loses to WebP)
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +63,7 @@ def test_same_bytes_with_one_or_two_threads_and_any_encoder_batch(bundle_dir, ph
     image = crop(photo, 24, 40)
     streams = []
     for threads, batch in ((1, 256), (2, 256), (2, 3), (1, 17)):
-        Codec(bundle_dir, batch_size=batch, threads=threads, progress=False, fallback=False).encode(image, tmp_path / "s.pxl")
+        PatchCodec(bundle_dir, batch_size=batch, threads=threads, progress=False, fallback=False).encode(image, tmp_path / "s.pxl")
         streams.append((tmp_path / "s.pxl").read_bytes())
     assert all(s == streams[0] for s in streams)
 
@@ -72,7 +72,7 @@ def test_same_bytes_with_one_or_two_threads_and_any_encoder_batch(bundle_dir, ph
 def test_decode_is_bit_exact_with_other_batch_sizes(codec, bundle_dir, photo, tmp_path, batch_size):
     image = crop(photo, 24, 40)  # 3 x 5 patches of 8x8
     codec.encode(image, tmp_path / "b.pxl")
-    other = Codec(bundle_dir, batch_size=batch_size, progress=False)
+    other = PatchCodec(bundle_dir, batch_size=batch_size, progress=False)
     decoded, _ = other.decode(tmp_path / "b.pxl")
     assert np.array_equal(decoded, np.asarray(image))
 
@@ -97,11 +97,23 @@ def test_model_rows_do_not_depend_on_batch_from_min_lanes(codec):
 
 
 def test_quantized_frequencies_are_positive_and_exact():
+    """Every table sums exactly to 2**precision, and a row's table is exactly the same whatever batch it
+    is quantized in (alone, in another order, among other rows, with 1 or 2 threads): the encoder and
+    the decoder make the tables of one symbol in different batches, so anything less breaks decoding."""
+    torch.manual_seed(0)
     log_probs = torch.log_softmax(torch.randn(500, 256) * torch.linspace(0.1, 30, 500)[:, None], -1)
+    others = torch.log_softmax(torch.randn(300, 256) * 40, -1)  # much sharper rows to share a batch with
+    order = torch.randperm(500)
     for precision in (12, 16, 24):
+        torch.set_num_threads(2)  # conftest restores the thread count after the test
         freqs = quantize(log_probs, precision)
         assert freqs.min() >= 1 and (freqs.sum(1) == 1 << precision).all()
-        assert np.array_equal(freqs, quantize(log_probs.clone(), precision))
+        assert np.array_equal(quantize(log_probs[order], precision), freqs[order.numpy()])
+        assert np.array_equal(quantize(torch.cat([others, log_probs]), precision)[len(others):], freqs)
+        for i in (0, 1, 137, 499):
+            assert np.array_equal(quantize(log_probs[i:i + 1], precision), freqs[i:i + 1])
+        torch.set_num_threads(1)
+        assert np.array_equal(quantize(log_probs, precision), freqs)
 
 
 @pytest.fixture
@@ -146,7 +158,7 @@ def test_wrong_bundle_numeric_mode_and_pixel_crc_are_refused(codec, bundle_dir, 
     write_manifest(other)
     (tmp_path / "s.pxl").write_bytes(data)
     with pytest.raises(CodecError, match="encoded with bundle"):
-        Codec(other, progress=False).decode(tmp_path / "s.pxl")
+        PatchCodec(other, progress=False).decode(tmp_path / "s.pxl")
 
     header, payload = unpack(data)
     (tmp_path / "mode.pxl").write_bytes(pack(replace(header, numeric_mode="fp16-cuda"), payload))

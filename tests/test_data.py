@@ -6,6 +6,7 @@ from trainer.config import DataConfig, PromptConfig
 from trainer.train.data import DataError, collate, embedded_photos, resolve_images, split_by_image
 from trainer.train.datasets import build_datasets
 from trainer.models.pixel_lm import byte_tokenizer
+from trainer.tokenize.pixels import crop_positions
 from trainer.tokenize.prompt import PromptBuilder
 from trainer.tokenize.vocab import build_pixel_vocab
 
@@ -31,12 +32,24 @@ def test_split_is_by_image_and_seeded(crop_dir, prompt, tmp_path):
 def test_examples_are_token_ids_with_patch_only_loss_mask(crop_dir, prompt, tmp_path):
     cfg = DataConfig(train_dirs=[str(crop_dir)], val_images=1, patches_per_image=2, cache_dir=str(tmp_path))
     train, _, _ = build_datasets(cfg, prompt, seed=0)
-    example = train[0]
     n_prefix = prompt.prefix_length(3)
-    assert example["input_ids"].shape[0] == n_prefix + 8 * 8 * 3
-    assert example["loss_mask"][:n_prefix].sum() == 0 and example["loss_mask"][n_prefix:].all()
-    values = prompt.vocab.decode(example["input_ids"][n_prefix:].numpy())  # patch tokens decode to pixels
-    assert values.dtype == np.uint8
+    names = train.with_format(None)["image"]
+    assert len(train) == len(names) == 5 * 2
+    for i, name in enumerate(names):
+        example = train[i]
+        assert example["input_ids"].shape[0] == n_prefix + 8 * 8 * 3
+        assert example["loss_mask"][:n_prefix].sum() == 0 and example["loss_mask"][n_prefix:].all()
+        values = prompt.vocab.decode(example["input_ids"][n_prefix:].numpy())  # patch tokens decode to pixels
+        assert values.dtype == np.uint8
+        # ... to the pixels of an 8x8 window of the example's image, rows top-down, RGB interleaved:
+        # read here with PIL and searched over every position, not cut by the pipeline's own code.
+        pixels = np.asarray(Image.open(crop_dir / name).convert("RGB"))
+        windows = np.lib.stride_tricks.sliding_window_view(pixels, (8, 8, 3))[:, :, 0]
+        found = (windows == values.reshape(8, 8, 3)).all(axis=(2, 3, 4))
+        assert found.any(), f"example {i}: its patch tokens are not the pixels of any 8x8 window of {name}"
+        # the window the pipeline says it cut (seeded per image) is one of them
+        patch = crop_positions(pixels.shape, 8, 8, cfg.patches_per_image, 0, name)[i % cfg.patches_per_image]
+        assert found[patch.y, patch.x]
 
 
 def test_second_build_loads_the_cache_and_changes_invalidate_it(crop_dir, prompt, tmp_path):

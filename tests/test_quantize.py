@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from trainer.codec.bundle import BundleError, open_bundle, write_manifest
 from trainer.export import export_bundle
-from trainer.codec.patch import Codec
+from trainer.codec.patch import PatchCodec
 from trainer.models.pixel_lm import PixelLM, build_pixel_lm
 from trainer.images.files import image_files
 from trainer.models.quantize import QuantizationError, dequantize_state, file_bytes, load_bnb, quantize_tensor, validation_bpsp
@@ -43,9 +43,9 @@ def test_bundles_code_a_real_photo_crop_bit_exactly(kind, bundle_dir, int8_bundl
     array = np.asarray(Image.open(photos[3]).convert("RGB"))
     image = Image.fromarray(array[100:104, 200:216])  # 2 edge patches of 4x8: 96 coding steps
     threads = torch.get_num_threads()
-    report = Codec(folder, threads=1, progress=False).encode(image, tmp_path / "c.pxl")  # output is thread-invariant
+    report = PatchCodec(folder, threads=1, progress=False).encode(image, tmp_path / "c.pxl")  # output is thread-invariant
     assert report.model_bpsp < 7.9  # a trained model, not flat tables
-    decoder = Codec(folder, batch_size=1, threads=1, progress=False)  # a fresh load, its own dequantization
+    decoder = PatchCodec(folder, batch_size=1, threads=1, progress=False)  # a fresh load, its own dequantization
     decoded, _ = decoder.decode(tmp_path / "c.pxl")
     torch.set_num_threads(threads)
     assert np.array_equal(decoded, np.asarray(image))

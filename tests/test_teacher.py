@@ -97,12 +97,39 @@ def prompt_tokenizer(folder):
     return AutoTokenizer.from_pretrained(folder)
 
 
-def test_training_from_a_patch_file_in_slices_resumes_to_the_end(crop_dir, patch_file, tmp_path):
-    cfg = lm_recipe(tmp_path, crop_dir, f"data.patch_file={patch_file}", "max_steps=4", "slice_minutes=0.0001")
-    first = train(cfg)
-    assert first["finished"] is False and first["steps"] == 1  # the slice ends after its first step
+class StepClock:
+    """A fake `time.perf_counter`: it stands still, except that every optimizer step takes `seconds`.
+    A slice then ends after a number of steps that depends on nothing but the recipe."""
+
+    def __init__(self, seconds: float):
+        self.now, self.seconds = 1000.0, seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self, *_) -> None:
+        self.now += self.seconds
+
+
+def test_training_from_a_patch_file_in_slices_resumes_to_the_end(crop_dir, patch_file, tmp_path, monkeypatch):
+    import time
+
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    cfg = lm_recipe(tmp_path, crop_dir, f"data.patch_file={patch_file}", "max_steps=4", "slice_minutes=1")
+    clock = StepClock(seconds=40)
+    hook = register_optimizer_step_post_hook(clock.step)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(time, "perf_counter", clock)
+            first = train(cfg)
+    finally:
+        hook.remove()
+    assert clock.now == 1000 + 2 * 40  # two optimizer steps ran in the slice, no more
+    # 40 s after step 1 is within the minute; 80 s after step 2 is past it: the slice ends after step 2
+    assert first["finished"] is False and first["steps"] == 2
     assert not (tmp_path / "run" / "final").exists()
-    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["checkpoint-0000001"]
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["checkpoint-0000002"]
     cfg = lm_recipe(tmp_path, crop_dir, f"data.patch_file={patch_file}", "max_steps=4", "resume=true")
     done = train(cfg)
     assert done["steps"] == 4 and (tmp_path / "run" / "final" / "metrics.json").is_file()
@@ -161,11 +188,44 @@ def context_recipe(tmp_path, crop_dir, *extra):
 
 
 def test_context_student_learns_from_the_cache_and_checks_it(crop_dir, cache_dir, tmp_path):
-    from trainer.train.context import train_context
+    """Trained with the cache (kd_ratio=0.5), the student's loss on the cached patches falls below its
+    step-0 value, and it comes closer to the cached teacher than the same student trained on the
+    same batches without the cache (kd_ratio=0): what moved it there is the cache. Seeded: exact
+    numbers, the same on every run."""
+    from accelerate.utils import set_seed
 
-    metrics = train_context(context_recipe(tmp_path, crop_dir, f"teacher_cache={cache_dir}", "kd_ratio=0.5"))
+    from trainer.images.files import load_image
+    from trainer.models.context import ContextModel, ImageStack
+    from trainer.train.context import CachedPatches, evaluate, load_images, train_context, val_windows
+    from trainer.train.data import split_images
+
+    cfg = context_recipe(tmp_path, crop_dir, f"teacher_cache={cache_dir}", "kd_ratio=0.5", "seed=0")
+    metrics = train_context(cfg)
     assert metrics["steps"] == 6 and metrics["teacher_cache"]["patches"] == 24
     assert np.isfinite(metrics["val_bpsp"])
+    without = context_recipe(tmp_path / "ce", crop_dir, f"teacher_cache={cache_dir}", "kd_ratio=0", "seed=0")
+    assert train_context(without)["steps"] == 6
+
+    set_seed(cfg.seed)  # the student at step 0, as train_context builds it
+    untrained = ContextModel(cfg.model).eval()
+    train_paths, val_paths = split_images(cfg.data, cfg.seed)
+    val = val_windows(load_images(val_paths, cfg.model.channels), untrained, cfg.val_crops_per_image, cfg.val_crop_size)
+    assert evaluate(untrained, *val) == metrics["initial_val_bpsp"], "not the student train_context started from"
+    stack = ImageStack([load_image(p) for p in train_paths], untrained)
+    cached = CachedPatches(cfg, train_paths, val_paths, "cpu")
+    contexts, targets, taught = cached.batch(untrained, stack, 4 * 24 * 64, np.random.default_rng(0))
+
+    def scores(student) -> tuple[float, float]:
+        """(the training loss, KL to the cached teacher) in bits on the cached patches."""
+        with torch.no_grad():
+            kl = cached.kl(student, contexts, targets, taught).item()
+            return (1 - cfg.kd_ratio) * student(contexts, targets).mean().item() + cfg.kd_ratio * kl, kl
+
+    loss_before, kl_before = scores(untrained)
+    loss_after, kl_after = scores(ContextModel.from_pretrained(tmp_path / "run" / "final").eval())
+    _, kl_without = scores(ContextModel.from_pretrained(tmp_path / "ce" / "run" / "final").eval())
+    assert loss_after < loss_before - 0.1, (loss_before, loss_after)  # it learns: the loss it trains on falls
+    assert kl_after < kl_before - 0.5 and kl_after < kl_without - 0.5, (kl_before, kl_after, kl_without)
     with pytest.raises(RecipeError, match="temperature=1"):
         train_context(context_recipe(tmp_path / "t", crop_dir, f"teacher_cache={cache_dir}", "temperature=2"))
     # Another split (val_images=1) puts cached images among the student's validation images: refused.
@@ -211,6 +271,6 @@ def test_lm_codec_refuses_devices_it_cannot_use(bundle_dir):
     if not torch.cuda.is_available():
         with pytest.raises(CodecError, match="no CUDA GPU"):
             open_codec(bundle_dir, device="cuda")
-    context = Path(__file__).resolve().parents[1] / "checkpoints" / "pixlm-context-v4"
+    context = Path(__file__).resolve().parents[1] / "checkpoints" / "pixlm-context-v5"
     with pytest.raises(CodecError, match="context bundles code on the CPU"):
         open_codec(context, device="cuda")

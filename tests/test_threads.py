@@ -1,4 +1,5 @@
-"""`--threads N` reaches the default (integer) bundle: coding runs on N torch threads, same bytes."""
+"""`--threads N` reaches the integer network bundle: coding runs on N torch threads, same bytes
+(the online bundles' threads: tests/test_engine.py)."""
 
 import numpy as np
 import torch
@@ -6,11 +7,13 @@ import torch
 import sys
 from pathlib import Path
 
-from trainer.codec.bundle import default_bundle
+from trainer.codec.bundle import open_bundle
 from trainer.codec.registry import open_codec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from odd_images import reference_samples  # noqa: E402
+
+V5 = Path(__file__).resolve().parent.parent / "checkpoints" / "pixlm-context-v5"
 
 
 def test_threads_change_the_threads_used_not_the_bytes(photos, tmp_path, monkeypatch):
@@ -20,7 +23,7 @@ def test_threads_change_the_threads_used_not_the_bytes(photos, tmp_path, monkeyp
     seen = {}
     streams = {}
     for threads in (1, 2):
-        codec = open_codec(default_bundle(), threads=threads, progress=False, fallback=False)
+        codec = open_codec(open_bundle(V5), threads=threads, progress=False, fallback=False)
         for name in ("_encode_symbols", "_decode_symbols"):
             inner = getattr(codec, name)
 

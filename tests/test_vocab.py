@@ -57,8 +57,18 @@ def test_numerals_mode_refused_where_digits_split():
 
 def test_forced_added_mode_on_numeral_tokenizer_is_still_a_bijection():
     tokenizer = llama3_style()
+    before = len(tokenizer)
+    numerals = build_pixel_vocab(llama3_style(), "auto")
+    assert numerals.kind == "numerals"  # left to itself this tokenizer would reuse its numerals
     vocab = build_pixel_vocab(tokenizer, "added")
-    check_bijection(vocab, tokenizer)
+    # The forced kind was used: 256 new `<px_V>` tokens, none of them a numeral token.
+    assert vocab.kind == "added"
+    assert len(tokenizer) == before + 256
+    assert sorted(vocab.token_ids) == list(range(before, before + 256))
+    assert not set(vocab.token_ids) & set(numerals.token_ids)
+    for v in range(256):
+        assert tokenizer.convert_ids_to_tokens(vocab.token_ids[v]) == f"<px_{v}>"
+    check_bijection(vocab, tokenizer)  # every value -> its <px_V> token -> same value, also through text
 
 
 def test_decode_rejects_non_pixel_ids_and_non_uint8():

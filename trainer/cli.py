@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("-o", "--output", dest="output_option", type=Path, default=None, metavar="OUTPUT",
                          help="the output, as an option (zstd's habit)")
         cmd.add_argument("--bundle", type=Path, default=None, help="codec bundle folder (default: "
-                         + ("the shipped checkpoints/pixlm-context-v5)" if name == "encode"
+                         + ("the shipped checkpoints/pixlm-online-max)" if name == "encode"
                             else "the known bundle whose id the file names)"))
         cmd.add_argument("--threads", type=_positive, default=None, help="torch CPU threads of LM and integer bundles (the "
                          "output does not depend on it; float context bundles always compute on one thread)")
@@ -272,13 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--adapt-lr", type=float, default=shipped.lr, help="learning rate of the online adaptation")
     export.add_argument("--adapt-steps", type=int, default=shipped.steps,
                         help="Adam steps per block of the online adaptation")
-    export.add_argument("--adapt-trunk-layers", type=int, default=None,
-                        help="the trunk's top layers the online adaptation trains (default: all; heads always train)")
     export.add_argument("--adapt-delay", type=int, choices=(0, 1), default=shipped.delay,
                         help="1: each block's adaptation runs on a second core while the next block is coded "
                              "(its weights arrive one block late)")
     export.add_argument("--adapt-every", type=int, default=shipped.every,
                         help="train on every k-th pixel of a block only (the adaptation costs 1/k)")
+    online = commands.add_parser("export-online", help="write an online-engine bundle (no network, no training)")
+    online.add_argument("preset", choices=("fast", "max"), help="fast: integer LMS; max: least squares, fewer bits")
+    online.add_argument("output", type=Path)
+    online.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="change one engine setting (trainer/engine/settings.py), e.g. --set stripe_rows=256")
     fetch = commands.add_parser("download", help="download an image set listed in a manifest, checksum-verified")
     fetch.add_argument("manifest", help="name in data/manifests (e.g. kodak) or a manifest .json path")
     fetch.add_argument("--dest", type=Path, required=True, help="folder to write the images to")
@@ -309,13 +312,24 @@ def main(argv: list[str] | None = None) -> int:
             block = args.adapt_block
             if block is None:
                 block = Adaptation.block if model_kind(args.checkpoint) == "context" and args.quantize != "int8" else 0
-            adaptation = Adaptation(block, args.adapt_lr, args.adapt_steps, args.adapt_trunk_layers,
-                                    args.adapt_delay, args.adapt_every) if block else None
+            adaptation = Adaptation(block, args.adapt_lr, args.adapt_steps, args.adapt_delay, args.adapt_every) if block else None
             bundle = export_bundle(args.checkpoint, args.output, args.precision, quantize=args.quantize,
                                    images=args.images, val_patches=args.val_patches, adaptation=adaptation,
                                    calibrate=args.calibrate)
             print(f"bundle {bundle.path} (id {bundle.bundle_id[:16]}, precision {bundle.precision} bits, "
                   f"weights {'float32' if bundle.quantization == 'none' else bundle.quantization})")
+        elif args.command == "export-online":
+            from trainer.codec.bundle import BundleError
+            from trainer.export import export_online
+
+            overrides = {}
+            for item in args.overrides:
+                key, sep, value = item.partition("=")
+                if not sep or not value.lstrip("-").isdigit():
+                    raise BundleError(f"--set {item}: KEY=INTEGER")
+                overrides[key] = int(value)
+            bundle = export_online(args.output, args.preset, overrides)
+            print(f"bundle {bundle.path} (id {bundle.bundle_id[:16]}, online engine, preset {args.preset})")
         else:
             pairs = plan(args.command, args.input, output_of(args), args.force)  # every output checked before any work
             return _code_all(args, pairs)

@@ -138,9 +138,6 @@ class ContextConfig:
     # switches on edge direction that an MLP learns only slowly. Needs rows_above >= 2,
     # cols_side >= 1, cols_left >= 2.
     classical: bool = False
-    # The codec's 256-way table from the mixture's CDF in one pass (new models) instead of per-component
-    # bins (v1: kept so v1 streams decode). Training is the same either way.
-    mixture_cdf: bool = True
 
     @property
     def offsets(self) -> list[tuple[int, int]]:
@@ -180,9 +177,6 @@ class Adaptation:
     block: int = 512  # coded pixels between two adaptation steps
     lr: float = 2e-4  # Adam learning rate
     steps: int = 2  # optimizer steps per block
-    # How many of the trunk's top layers train (None: all). The heads and skips always do; the
-    # layers below stay frozen, so their outputs are kept from the coding pass, not recomputed.
-    trunk_layers: int | None = None
     # 1: a block's training runs on a second core while the next block is coded, and its weights
     # predict from the block after that (trainer.codec.adapt); 0: train, then code on.
     delay: int = 1
@@ -190,20 +184,18 @@ class Adaptation:
     every: int = 1
 
     def __post_init__(self):
-        if (self.block < 1 or self.steps < 1 or not 0 < self.lr < 1 or (self.trunk_layers or 0) < 0
+        if (self.block < 1 or self.steps < 1 or not 0 < self.lr < 1
                 or self.delay not in (0, 1) or not 1 <= self.every <= self.block):
             raise RecipeError(f"adaptation block={self.block} lr={self.lr} steps={self.steps} "
-                             f"trunk_layers={self.trunk_layers} delay={self.delay} every={self.every}: block and "
-                             "steps must be >= 1, lr in (0, 1), trunk_layers >= 0 or null (all), delay 0 or 1, "
-                             "every from 1 to block")
+                             f"delay={self.delay} every={self.every}: block and steps must be >= 1, "
+                             "lr in (0, 1), delay 0 or 1, every from 1 to block")
 
     @property
     def tag(self) -> str:
         """Part of the numeric mode: a stream records how its weights moved."""
-        layers = "" if self.trunk_layers is None else f"-t{self.trunk_layers}"
         delay = f"-d{self.delay}" if self.delay else ""
         every = f"-e{self.every}" if self.every > 1 else ""
-        return f"adam-b{self.block}-lr{self.lr:g}-s{self.steps}{layers}{delay}{every}"
+        return f"adam-b{self.block}-lr{self.lr:g}-s{self.steps}{delay}{every}"
 
 
 def available_recipes(directory: Path = RECIPES_DIR) -> list[str]:

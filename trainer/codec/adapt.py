@@ -8,11 +8,11 @@ decoder has the same pixels at the same moment, so it repeats every step and hol
 weights for the next wavefront: nothing is stored in the stream, and the adaptation keeps
 following the image as its content changes.
 
-Exactness: for a float model the steps are float32 autograd + Adam (foreach=False) on one
-thread, the codec's numeric mode; the block boundaries depend only on the image size. Encoder and
-decoder therefore compute the same weights bit for bit on the same machine kind, like the
-predictions themselves. An integer model (trainer.models.integer_context) takes its own exact
-steps (`train_step`), the same on any machine.
+Exactness: the model takes its own steps (`optimizer`, `train_step`): a float model float32
+autograd + Adam (foreach=False) on one thread, its numeric mode, so encoder and decoder compute
+the same weights bit for bit on the same machine kind, like the predictions themselves; the
+integer backend (trainer.models.integer_context) exact steps, the same on any machine. The block
+boundaries depend only on the image size.
 
 The second core (`delay: 1`): training on block i then runs in a worker thread while the coder
 goes on with block i+1 on the weights trained through block i-1; at the end of block i+1 the
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from trainer.config import Adaptation
-from trainer.models.integer_context import IntegerContextModel
+from trainer.models.context import wavefronts
 
 
 class OnlineAdapter:
@@ -41,77 +41,43 @@ class OnlineAdapter:
         self.model = copy.deepcopy(model)  # what predicts; every image starts from the bundle's weights
         # What trains: with a delay, a second copy that the worker thread moves while `model` predicts.
         self.trainee = copy.deepcopy(model) if settings.delay else self.model
-        self.integer = isinstance(model, IntegerContextModel)
-        # Trunk layers below the adapted ones never change: the coding pass's outputs of them serve
-        # every step (`coded(..., lower=)`), so a step runs only the layers that train.
-        layers = model.config.layers
-        self.frozen = 0 if settings.trunk_layers is None else max(0, layers - settings.trunk_layers)
-        if self.integer:
-            if self.frozen:
-                raise ValueError("integer bundles adapt every layer (trunk_layers must be null)")
-            self.optimizer = self.trainee.optimizer(settings.lr)
-        else:
-            for parameter in self.trainee.trunk[:2 * self.frozen].parameters():
-                parameter.requires_grad_(False)
-            trained = [p for p in self.trainee.parameters() if p.requires_grad]
-            self.optimizer = torch.optim.Adam(trained, lr=settings.lr, foreach=False)
+        self.optimizer = self.trainee.optimizer(settings.lr)
         # Flush-to-zero lives in each thread's FPU control word: the worker sets it as the coder does.
         self._worker = ThreadPoolExecutor(1, initializer=torch.set_flush_denormal, initargs=(True,)) \
             if settings.delay else None
         self._training = None  # the worker's job on the last full block
-        self._ys, self._xs, self._lower, self._count = [], [], [], 0
+        self._ys, self._xs, self._count = [], [], 0
 
-    def coded(self, ys: np.ndarray, xs: np.ndarray, canvas: torch.Tensor, image: np.ndarray,
-              lower: torch.Tensor | None = None) -> bool:
-        """Record that pixels (ys, xs) are coded (`lower`: the model's `lower(context, frozen)` of
-        them, when layers are frozen); once a block is full, train on it. True if it did."""
+    def coded(self, ys: np.ndarray, xs: np.ndarray, canvas: torch.Tensor, image: np.ndarray) -> bool:
+        """Record that pixels (ys, xs) are coded; once a block is full, train on it. True if it did."""
         self._ys.append(ys)
         self._xs.append(xs)
-        if self.frozen:
-            self._lower.append(lower)
         self._count += len(ys)
         if self._count < self.settings.block:
             return False
         ys, xs = np.concatenate(self._ys), np.concatenate(self._xs)
-        lower = torch.cat(self._lower) if self.frozen else None
-        self._ys, self._xs, self._lower, self._count = [], [], [], 0
+        self._ys, self._xs, self._count = [], [], 0
         self.block_done(self.model.context(canvas, torch.from_numpy(ys), torch.from_numpy(xs)),
-                        torch.from_numpy(image[ys, xs]), lower)
+                        torch.from_numpy(image[ys, xs]))
         return True
 
-    def block_done(self, contexts: torch.Tensor, targets: torch.Tensor, lower: torch.Tensor | None = None) -> None:
+    def block_done(self, contexts: torch.Tensor, targets: torch.Tensor) -> None:
         """A block is coded: train on it now, or (delay) take the weights trained on the block
         before and train on this one in the worker."""
         if self._worker is None:
-            self.train(contexts, targets, lower)
+            self.train(contexts, targets)
             return
         if self._training is not None:
             self._training.result()  # re-raises a failure of the worker
-            if self.integer:
-                self.model.load_weights(self.trainee)
-            else:
-                with torch.no_grad():
-                    for mine, trained in zip(self.model.parameters(), self.trainee.parameters()):
-                        mine.copy_(trained)
-        self._training = self._worker.submit(self.train, contexts, targets, lower)
+            self.model.load_weights(self.trainee)
+        self._training = self._worker.submit(self.train, contexts, targets)
 
-    def train(self, contexts: torch.Tensor, targets: torch.Tensor, lower: torch.Tensor | None = None) -> None:
-        model, every = self.trainee, self.settings.every
+    def train(self, contexts: torch.Tensor, targets: torch.Tensor) -> None:
+        every = self.settings.every
         if every > 1:  # the same pixels on both sides: the block's coding order decides
             contexts, targets = contexts[::every], targets[::every]
-            lower = None if lower is None else lower[::every]
-        if self.integer:
-            for _ in range(self.settings.steps):
-                model.train_step(contexts, targets, self.optimizer)
-            return
-        if lower is None:
-            lower = model.lower(contexts, self.frozen)
-        with torch.enable_grad():
-            for _ in range(self.settings.steps):
-                self.optimizer.zero_grad(set_to_none=True)
-                features = model.features_from(lower, contexts, self.frozen)
-                model.bits(features, targets).mean().backward()
-                self.optimizer.step()
+        for _ in range(self.settings.steps):
+            self.trainee.train_step(contexts, targets, self.optimizer)
 
     def close(self) -> None:
         if self._worker is not None:
@@ -128,8 +94,6 @@ def blocks(height: int, width: int, lag: int, block: int):
     """The adaptation's schedule: (fronts, full) for consecutive runs of wavefronts (context_model.
     wavefronts) holding >= `block` pixels each, `full` False only for a last, shorter run (coded,
     never trained on). Encoder, decoder and studies all cut an image this way."""
-    from trainer.models.context import wavefronts
-
     fronts, count = [], 0
     for ys, xs in wavefronts(height, width, lag):
         fronts.append((ys, xs))
@@ -151,8 +115,6 @@ def adapted_bpsp(model, image: np.ndarray, settings: Adaptation | None) -> float
     canvas = model.pad(torch.from_numpy(image))
     adapter = OnlineAdapter(model, settings) if settings else None
     current = adapter.model if adapter else model
-    integer = isinstance(model, IntegerContextModel)
-    frozen = adapter.frozen if adapter else 0
     total = 0.0
     try:
         for fronts, full in blocks(height, width, model.config.lag, settings.block if settings else 1 << 16):
@@ -160,12 +122,9 @@ def adapted_bpsp(model, image: np.ndarray, settings: Adaptation | None) -> float
             xs = np.concatenate([f[1] for f in fronts])
             contexts = current.context(canvas, torch.from_numpy(ys), torch.from_numpy(xs))
             targets = torch.from_numpy(image[ys, xs])
-            lower = None if integer else current.lower(contexts, frozen)
-            bits = current.bits(contexts, targets) if integer else \
-                current.bits(current.features_from(lower, contexts, frozen), targets)
-            total += bits.double().sum().item()
+            total += current.bits(contexts, targets).double().sum().item()
             if adapter and full:
-                adapter.block_done(contexts, targets, lower)
+                adapter.block_done(contexts, targets)
     finally:
         if adapter:
             adapter.close()

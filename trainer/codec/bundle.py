@@ -29,10 +29,14 @@ FORMAT_VERSION = 1  # float32 weights
 INT8_FORMAT_VERSION = 2  # adds codec.json "quantization": "int8"
 ADAPTIVE_FORMAT_VERSION = 3  # adds codec.json "adaptation" (context bundles; trainer.adapt): older decoders refuse it
 INTEGER_FORMAT_VERSION = 4  # adds codec.json "quantization": "integer" (+ "adaptation" optional)
+ONLINE_FORMAT_VERSION = 5  # "kind": "online": no network, the online engine's settings and tables (trainer.engine)
 QUANTIZATIONS = ("none", "int8", "integer")
 CODEC_FILE = "codec.json"
 MANIFEST_FILE = "manifest.json"
 # Files of a PixelLM folder that a bundle carries (the training adapter/ is not needed to decode).
+# Bundles no longer shipped, and the last release whose checkout decodes their streams (CHANGELOG.md).
+RETIRED = {"5947162444b1abad": ("pixlm-context-v1", "0.2.0"), "8d65ad6d188049a5": ("pixlm-context-v2", "0.2.0"),
+           "ac0fef9bd38b1c7b": ("pixlm-context-v4", "0.2.0")}
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "pixel_head.safetensors",
                "pixel_vocab.json", "prompt.json", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "chat_template.jinja", "recipe.yaml", "metrics.json")
@@ -48,10 +52,18 @@ class Bundle:
     bundle_id: str  # 64 hex digits
     precision: int
     quantization: str = "none"
-    kind: str = "lm"  # "lm": a PixelLM (trainer.codec); "context": a ContextModel (trainer.codec.wavefront)
+    kind: str = "lm"  # "lm": a PixelLM (codec.patch); "context": a ContextModel (codec.wavefront); "online" (codec.online)
     adaptation: "Adaptation | None" = None  # context bundles: online per-image adaptation while coding
+    engine: "EngineSettings | None" = None  # online bundles: the engine's settings
 
     def load_model(self):
+        if self.kind == "online":
+            from trainer.engine.tables import load_tables
+
+            try:
+                return load_tables(self.path)
+            except (OSError, ValueError) as err:
+                raise BundleError(str(err)) from None
         from trainer.models.context import ContextModel
         from trainer.models.pixel_lm import PixelLM
         from trainer.models.quantize import is_int8_folder, load_int8
@@ -89,9 +101,15 @@ def write_manifest(folder: Path) -> str:
 
 
 def model_kind(folder: Path) -> str:
-    """"context" for a ContextModel folder (config.json model_type pixlm-context), else "lm"."""
+    """"online" for an online-engine bundle (codec.json kind), "context" for a ContextModel folder
+    (config.json model_type pixlm-context), else "lm"."""
     from trainer.models.context import MODEL_TYPE
 
+    try:
+        if json.loads((Path(folder) / CODEC_FILE).read_text()).get("kind") == "online":
+            return "online"
+    except (OSError, ValueError, AttributeError):
+        pass
     try:
         model_type = json.loads((Path(folder) / "config.json").read_text()).get("model_type")
     except (OSError, ValueError):
@@ -122,10 +140,21 @@ def open_bundle(folder: Path) -> Bundle:
         raise BundleError(f"{folder}: manifest bundle_id does not match its file list")
     codec = json.loads((folder / CODEC_FILE).read_text()) if CODEC_FILE in listed else None
     version = codec and codec.get("format_version")
-    versions = (FORMAT_VERSION, INT8_FORMAT_VERSION, ADAPTIVE_FORMAT_VERSION, INTEGER_FORMAT_VERSION)
+    versions = (FORMAT_VERSION, INT8_FORMAT_VERSION, ADAPTIVE_FORMAT_VERSION, INTEGER_FORMAT_VERSION,
+                ONLINE_FORMAT_VERSION)
     if version not in versions:
         raise BundleError(f"{folder}: bundle format {version} is not one of {', '.join(map(str, versions))}; "
                           "a newer pixlm reads it")
+    if version == ONLINE_FORMAT_VERSION:
+        from trainer.engine.settings import EngineSettings
+
+        if codec.get("kind") != "online" or int(codec.get("precision", 0)) != 16:
+            raise BundleError(f"{folder}: a format {version} bundle is kind online with precision 16")
+        try:
+            engine = EngineSettings.from_dict(codec.get("engine", {}))
+        except (TypeError, ValueError) as err:
+            raise BundleError(f"{folder}: codec.json engine settings: {err}") from None
+        return Bundle(folder, claimed, 16, "none", "online", None, engine)
     quantization = codec.get("quantization", "none")
     if quantization not in QUANTIZATIONS or (quantization == "int8") != (version == INT8_FORMAT_VERSION) \
             or (quantization == "integer") != (version == INTEGER_FORMAT_VERSION):
@@ -133,15 +162,20 @@ def open_bundle(folder: Path) -> Bundle:
     adaptation = None
     if version == ADAPTIVE_FORMAT_VERSION or (version == INTEGER_FORMAT_VERSION and "adaptation" in codec):
         try:
-            # v2 bundles predate trunk_layers and delay: every layer trained, nothing ran late
-            adaptation = Adaptation(**{"trunk_layers": None, "delay": 0, **codec["adaptation"]})
+            settings = dict(codec["adaptation"])
+            if settings.pop("trunk_layers", None) is not None:  # shipped bundles say null: every weight trains
+                raise BundleError(f"{folder}: its adaptation trains part of the trunk (trunk_layers), which "
+                                  "pixlm 0.2.0 was the last release to do")
+            adaptation = Adaptation(**{"delay": 0, **settings})  # a bundle without the key never ran late
+        except BundleError:
+            raise
         except (KeyError, TypeError, ValueError) as err:
             raise BundleError(f"{folder}: codec.json adaptation is invalid ({err})") from None
     return Bundle(folder, claimed, int(codec["precision"]), quantization, model_kind(folder), adaptation)
 
 
 # The bundle the project ships (git-tracked): what `pixlm encode` uses when no --bundle is given.
-DEFAULT_BUNDLE = resource("checkpoints") / "pixlm-context-v5"
+DEFAULT_BUNDLE = resource("checkpoints") / "pixlm-online-max"
 
 
 def default_bundle() -> Bundle:
@@ -160,6 +194,10 @@ def bundle_search_path() -> list[Path]:
 def find_bundle(bundle_id: bytes) -> Bundle:
     """The bundle (below the search path) whose id starts with the stream's 16 bytes."""
     prefix = bundle_id.hex()
+    if prefix[:16] in RETIRED:
+        name, release = RETIRED[prefix[:16]]
+        raise BundleError(f"this stream was made with {name}, retired; pixlm {release} is the last release "
+                          f"that decodes it (git checkout v{release})")
     for root in bundle_search_path():
         for manifest in sorted(root.rglob(MANIFEST_FILE)) if root.is_dir() else []:
             try:

@@ -14,23 +14,14 @@ both come within ~0.01% of the ideal code length here (environment notes).
 
 import constriction
 import numpy as np
-import torch
+
+from trainer.models.frequencies import quantize  # noqa: F401  (the codecs' one table maker)
 
 _FAMILY = constriction.stream.model.Categorical(perfect=False)  # perfect=True is ~400x slower
 
 
 class StreamError(ValueError):
     """A payload that cannot be decoded."""
-
-
-def quantize(log_probs: torch.Tensor, precision: int) -> np.ndarray:
-    """(N, 256) float log-probabilities -> (N, 256) int64 frequencies >= 1 summing to 2**precision."""
-    total = 1 << precision
-    probs = torch.exp(log_probs.double()).numpy()
-    freqs = np.floor(probs * (total - 256)).astype(np.int64) + 1  # sum <= total: floors never round up
-    rows = np.arange(len(freqs))
-    freqs[rows, freqs.argmax(1)] += total - freqs.sum(1)  # the remainder goes to the likeliest symbol
-    return freqs
 
 
 def _probabilities(freqs: np.ndarray, precision: int) -> np.ndarray:

@@ -42,7 +42,7 @@ from trainer.tokenize.pixels import Patch, patch_grid, patch_values, put_patch
 MIN_LANES = 16
 
 
-class Codec(StreamCodec):
+class PatchCodec(StreamCodec):
     """The codec of LM bundles (PixelLM): patch rows decoded in order, patches of a row as one batch."""
 
     def __init__(self, bundle: Bundle | str | Path, batch_size: int = 256, threads: int | None = None,

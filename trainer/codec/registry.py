@@ -7,18 +7,26 @@ from trainer.codec.container import unpack
 
 
 def open_codec(bundle, device: str = "cpu", **kwargs):
-    """The codec a bundle needs: `Codec` for LM bundles (on the CPU or a CUDA GPU), `ContextCodec`
-    for context students (CPU)."""
+    """The codec a bundle needs: `PatchCodec` for LM bundles (on the CPU or a CUDA GPU), `WavefrontCodec`
+    for context students (CPU), `OnlineCodec` for the online engine (CPU)."""
     bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+    if bundle.kind == "online":
+        from trainer.codec.online import OnlineCodec
+
+        if device != "cpu":
+            from trainer.codec.stream import CodecError
+
+            raise CodecError(f"online bundles code on the CPU (their streams decode anywhere); device={device}")
+        return OnlineCodec(bundle, **kwargs)
     if bundle.kind == "context":
-        from trainer.codec.wavefront import ContextCodec
+        from trainer.codec.wavefront import WavefrontCodec
 
         if device != "cpu":
             from trainer.codec.stream import CodecError
 
             raise CodecError(f"context bundles code on the CPU (their integer streams decode anywhere); device={device}")
-        return ContextCodec(bundle, **kwargs)
-    from trainer.codec.patch import Codec
+        return WavefrontCodec(bundle, **kwargs)
+    from trainer.codec.patch import PatchCodec
 
     if device.startswith("cuda"):
         import torch
@@ -27,7 +35,7 @@ def open_codec(bundle, device: str = "cpu", **kwargs):
             from trainer.codec.stream import CodecError
 
             raise CodecError(f"device={device}: torch sees no CUDA GPU here")
-    return Codec(bundle, device=device, **kwargs)
+    return PatchCodec(bundle, device=device, **kwargs)
 
 
 def stream_bundle_id(path) -> bytes:

@@ -97,7 +97,8 @@ class StreamCodec:
     patch height and width written into streams) and implements the prediction order:
     `_encode_symbols(image, encoder, bits)` codes every symbol and returns their ideal code length
     in bits under the integer tables it coded with (so the overhead in a Report means what it says),
-    and `_decode_symbols(header, decoder)` returns the decoded image.
+    and `_decode_symbols(header, decoder)` returns the decoded image. A codec with its own compiled
+    coder (trainer.codec.online) overrides `_code` and `_decode_payload` instead.
 
     With `fallback` (the default) the encoder also writes the image as lossless WebP
     (trainer.codec.fallback) and keeps the smaller stream; `fallback=False` always keeps the model's
@@ -157,11 +158,9 @@ class StreamCodec:
         self._check_channels(channels)
         payload, numeric_mode, ideal_bits, bits = None, fallback.MODE, None, None
         if model:
-            encoder = Encoder(self.bundle.precision)
             bits = np.zeros(image.shape, dtype=np.float32) if bits_map else None
-            with torch_threads(self.threads):
-                ideal_bits = self._encode_symbols(image, encoder, bits)
-            payload, numeric_mode = encoder.finish(), self.numeric_mode
+            payload, ideal_bits = self._code(image, bits)
+            numeric_mode = self.numeric_mode
         if self.fallback or not model:
             webp = self._timed("fallback", fallback.encode, image)
             if webp is not None and (payload is None or len(webp) < len(payload)):
@@ -230,8 +229,7 @@ class StreamCodec:
             except ValueError as err:
                 raise CodecError(f"damaged payload: {err}") from None
         else:
-            with torch_threads(self.threads):
-                image = self._decode_symbols(header, Decoder(payload, header.precision))
+            image = self._decode_payload(header, payload)
         if zlib.crc32(image.tobytes()) != header.pixel_crc:
             raise CodecError(self._crc_failure(header.numeric_mode))
         return image
@@ -266,6 +264,18 @@ class StreamCodec:
             return Picture.from_entries(samples, env.entries)
         except (ValueError, KeyError, TypeError) as err:
             raise CodecError(f"damaged format entry ({err})") from None
+
+    def _code(self, image: np.ndarray, bits: np.ndarray | None) -> tuple[bytes, float]:
+        """(payload, ideal code length in bits) of the model's stream of an 8-bit image: the model's
+        tables through constriction's range coder (a codec with its own coder overrides this)."""
+        encoder = Encoder(self.bundle.precision)
+        with torch_threads(self.threads):
+            ideal_bits = self._encode_symbols(image, encoder, bits)
+        return encoder.finish(), ideal_bits
+
+    def _decode_payload(self, header: Header, payload: bytes) -> np.ndarray:
+        with torch_threads(self.threads):
+            return self._decode_symbols(header, Decoder(payload, header.precision))
 
     @property
     def short_id(self) -> bytes:

@@ -15,11 +15,12 @@ torch's setting; parallelism comes from coding several images at once (separate 
 Other CPU kinds or builds may compute other floats: the pixel CRC turns that into an error,
 never a wrong image.
 
-Integer bundles (quantization "integer", trainer.models.integer_context) compute every table in
-integer arithmetic: the same tables for any batch, thread count, CPU kind or device. So their
-encoder, which knows every pixel, predicts a whole adaptation block (or, without adaptation, the
-whole image) in one batched call on all cores, and only the decoder goes wavefront by wavefront;
-the stream records the numeric mode `ctx-int-v1`, which any machine reproduces.
+Models whose tables do not depend on the batch (`batch_invariant`: the integer backend,
+trainer.models.integer_context) compute the same tables for any batch, thread count, CPU kind or
+device. So their encoder, which knows every pixel, predicts a whole adaptation block (or, without
+adaptation, the whole image) in one batched call on all cores, and only the decoder goes
+wavefront by wavefront; the stream records the model's numeric mode (`ctx-int-v1`), which any
+machine reproduces.
 
 Bundles with an `adaptation` in codec.json keep training the model on the image as it is coded
 (trainer.codec.adapt): after every block of coded pixels, Adam steps on them, repeated by the decoder.
@@ -31,31 +32,28 @@ import torch
 from tqdm.auto import tqdm
 
 from trainer.codec.adapt import OnlineAdapter, blocks
-from trainer.codec.entropy import quantize
 from trainer.codec.stream import CodecError, StreamCodec
-from trainer.models.context import scale, wavefronts
-from trainer.models.integer_context import IntegerContextModel, to_units
+from trainer.models.context import wavefronts
 from trainer.tokenize.pixels import MODES
 
-NUMERIC_MODE = "ctx-fp32-cpu-ftz-1thread"
-INTEGER_MODE = "ctx-int-v1"  # any machine: trainer.models.integer_context
 WHOLE_IMAGE = 8192  # pixels per batched call of a static integer encoder (memory, not results)
 
 
-class ContextCodec(StreamCodec):
+class WavefrontCodec(StreamCodec):
+    """Codes an image wavefront by wavefront with a context model (float or integer backend)."""
+
     layout = (1, 1)  # no patches
-    threads = 1  # part of the numeric mode, whatever the caller's setting
+    threads = 1  # float backends: part of the numeric mode, whatever the caller's setting
 
     def __init__(self, bundle, batch_size: int | None = None, threads: int | None = None, progress: bool = True,
                  fallback: bool = True):
-        """`batch_size` is accepted and ignored (a wavefront is the batch). `threads`: integer bundles
-        compute exact sums, so they code on that many torch threads (None: the caller's setting) with
-        the same bytes; float bundles always compute on one thread (part of their numeric mode)."""
+        """`batch_size` is accepted and ignored (a wavefront is the batch). `threads`: batch-invariant
+        models compute exact sums, so they code on that many torch threads (None: the caller's
+        setting) with the same bytes; float models always compute on one thread (their numeric mode)."""
         super().__init__(bundle, progress, fallback)
         adaptation = self.bundle.adaptation
-        self.integer = isinstance(self.model, IntegerContextModel)
-        self.numeric_mode = (INTEGER_MODE if self.integer else NUMERIC_MODE) + (f"-{adaptation.tag}" if adaptation else "")
-        if self.integer:
+        self.numeric_mode = self.model.numeric_mode + (f"-{adaptation.tag}" if adaptation else "")
+        if self.model.batch_invariant:
             self.threads = threads  # exact sums: the thread count changes nothing but speed
             self.portable = True  # the same tables on every machine: a CRC failure means a damaged payload
         # cores busy while coding one image: the coder, and the adaptation's worker thread (delay 1)
@@ -82,36 +80,23 @@ class ContextCodec(StreamCodec):
         cfg = self.model.config
         top, left = cfg.rows_above, cfg.cols_side + cfg.cols_left
         model = adapter.model if adapter else self.model
-        frozen = adapter.frozen if adapter else 0
-        units = to_units if self.integer else scale  # what the canvas holds
         for ys, xs in tqdm(fronts, desc=desc, unit="front", disable=not self.progress, mininterval=0.5):
             ys_t, xs_t = torch.from_numpy(ys), torch.from_numpy(xs)
             context = self._timed("model", model.context, canvas, ys_t, xs_t)
-            lower = None if self.integer else self._timed("model", model.lower, context, frozen)
-            features = self._timed("model", self._features, model, context, lower, frozen)
+            features = self._timed("model", model.features, context)
             previous = canvas.new_zeros(len(ys), 0)
             for c in range(cfg.channels):
-                freqs = self._tables(model, features, c, previous)
+                freqs = self._timed("model", model.frequencies, features, c, previous, self.bundle.precision)
                 values = source(c, ys, xs, freqs)
                 image[ys, xs, c] = values
-                coded = units(torch.from_numpy(values))
+                coded = model.units(torch.from_numpy(values))
                 canvas[ys_t + top, xs_t + left, c] = coded
                 previous = torch.cat([previous, coded[:, None]], 1)
             if adapter:
-                self._timed("adapt", adapter.coded, ys, xs, canvas, image, lower if frozen else None)
-
-    def _features(self, model, context, lower, frozen):
-        return model.features(context) if self.integer else model.features_from(lower, context, frozen)
-
-    def _tables(self, model, features, c: int, previous) -> np.ndarray:
-        """(N, 256) integer frequencies of channel c."""
-        if self.integer:
-            return self._timed("model", model.frequencies, features, c, previous, self.bundle.precision)
-        log_probs = self._timed("model", model.log_probs, features, c, previous)
-        return self._timed("quantize", quantize, log_probs, self.bundle.precision)
+                self._timed("adapt", adapter.coded, ys, xs, canvas, image)
 
     def _encode_batched(self, values_of: np.ndarray, encoder) -> tuple[float, np.ndarray]:
-        """Integer bundles: predict each adaptation block (static: slices of the image) in one call,
+        """Batch-invariant models: predict each adaptation block (static: slices of the image) in one call,
         then code its symbols in the decoder's order (wavefront, channel, pixel). Returns the ideal
         code length and the (H, W, C) code lengths."""
         height, width, channels = values_of.shape
@@ -130,8 +115,9 @@ class ContextCodec(StreamCodec):
                 context = self._timed("model", model.context, canvas, torch.from_numpy(ys), torch.from_numpy(xs))
                 targets = torch.from_numpy(values_of[ys, xs])
                 features = self._timed("model", model.features, context)
-                previous = to_units(targets)
-                freqs = np.stack([self._tables(model, features, c, previous[:, :c]) for c in range(channels)])
+                previous = model.units(targets)
+                freqs = np.stack([self._timed("model", model.frequencies, features, c, previous[:, :c],
+                                              self.bundle.precision) for c in range(channels)])
                 # the decoder's order: front by front, inside a front channel by channel
                 bounds = np.cumsum([0] + [len(f[0]) for f in fronts])
                 order = np.concatenate([c * len(ys) + np.arange(a, b) for a, b in zip(bounds, bounds[1:])
@@ -170,7 +156,7 @@ class ContextCodec(StreamCodec):
         ideal = 0.0
         for plane in self._planes(channels):
             values_of = truth[..., list(plane)]
-            if self.integer:
+            if self.model.batch_invariant:
                 length, lengths_map = self._encode_batched(np.ascontiguousarray(values_of), encoder)
                 ideal += length
                 if bits is not None:

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from trainer.config import ContextConfig
+from trainer.models.frequencies import quantize
 from trainer.units import LN2
 
 MODEL_TYPE = "pixlm-context"
@@ -106,12 +107,7 @@ class ContextModel(nn.Module):
 
     # -- distributions ------------------------------------------------------------------------
     def features(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """What the channel heads need: (trunk features, the context itself for the linear skips)."""
-        return self.features_from(self.lower(context, 0), context, 0)
-
-    def lower(self, context: torch.Tensor, frozen: int) -> torch.Tensor:
-        """The trunk's input, through its first `frozen` layers: what an adapter that trains only
-        the layers above keeps from the coding pass instead of recomputing.
+        """What the channel heads need: (trunk features, the context itself for the linear skips).
 
         The trunk sees the window relative to the left neighbour (brightness does not change the
         shape of the prediction), the local gradients, and the left neighbour itself."""
@@ -121,11 +117,7 @@ class ContextModel(nn.Module):
         parts = [(pixels - anchor[:, None]).flatten(1), 4 * gradients.flatten(1), anchor]
         if self.classical is not None:
             parts += [prediction - anchor for prediction in _med_gap(pixels, self.classical)]
-        return self.trunk[:2 * frozen](torch.cat(parts, 1))
-
-    def features_from(self, lower: torch.Tensor, context: torch.Tensor, frozen: int) -> tuple:
-        """`features` from the output of `lower(context, frozen)` (same modules, same floats)."""
-        return self.trunk[2 * frozen:](lower), context
+        return self.trunk(torch.cat(parts, 1)), context
 
     def mixture(self, features: tuple, channel: int, previous: torch.Tensor) -> tuple:
         """(logit weights, means, log scales), each (N, K), of channel `channel`'s mixture;
@@ -144,35 +136,55 @@ class ContextModel(nn.Module):
         weights, means, log_scales = self.mixture(features, channel, previous)
         inner = scale(torch.arange(1, 256, dtype=means.dtype) - 0.5)  # the 255 inner bin edges
         z = (inner - means[..., None]) * torch.exp(-log_scales)[..., None]
-        if self.config.mixture_cdf:
-            # One sigmoid per edge and component, mixed first: P(value < edge) of the mixture, then
-            # bins as differences (tails folded into 0 and 255). Where the cdf is near 1 a bin loses
-            # ~1e-7 absolute, far below 2**-16, the smallest frequency the coder gives: no cost.
-            cdf = torch.bmm(torch.softmax(weights, 1)[:, None], torch.sigmoid(z))[:, 0]
-            probs = F.pad(cdf, (0, 1), value=1.0) - F.pad(cdf, (1, 0))
-            return torch.log(probs.clamp(min=1e-30))
-        # v1 bundles: per-component bins, each from the side of its own mean (twice the work).
-        cdf = F.pad(torch.sigmoid(z), (1, 0))  # P(value < edge); the tails fold into 0 and 255
-        cdf = F.pad(cdf, (0, 1), value=1.0)
-        upper = F.pad(torch.sigmoid(-z), (0, 1))  # P(value > edge), precise where cdf is near 1
-        upper = F.pad(upper, (1, 0), value=1.0)
-        centre = F.pad(z, (1, 0), value=-1.0) + F.pad(z, (0, 1), value=1.0)  # sign of each bin's middle
-        bins = torch.where(centre > 0, upper[..., :-1] - upper[..., 1:], cdf[..., 1:] - cdf[..., :-1])  # (N, K, 256)
-        probs = torch.bmm(torch.softmax(weights, 1)[:, None], bins)[:, 0]
+        # One sigmoid per edge and component, mixed first: P(value < edge) of the mixture, then bins
+        # as differences (tails folded into 0 and 255). Where the cdf is near 1 a bin loses ~1e-7
+        # absolute, far below 2**-16, the smallest frequency the coder gives: no cost.
+        cdf = torch.bmm(torch.softmax(weights, 1)[:, None], torch.sigmoid(z))[:, 0]
+        probs = F.pad(cdf, (0, 1), value=1.0) - F.pad(cdf, (1, 0))
         return torch.log(probs.clamp(min=1e-30))
+
+    def frequencies(self, features, channel: int, previous: torch.Tensor, precision: int) -> np.ndarray:
+        """(N, 256) integer frequency tables of channel `channel` (the codec's path)."""
+        return quantize(self.log_probs(features, channel, previous), precision)
 
     def forward(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(N, C) bits of each target subpixel (uint8 values) given its context (training loss)."""
-        return self.bits(self.features(context), target)
-
-    def bits(self, features: tuple, target: torch.Tensor) -> torch.Tensor:
-        """`forward` from `features`' output."""
-        scaled = scale(target)
+        features, scaled = self.features(context), scale(target)
         bits = []
         for c in range(self.config.channels):
             weights, means, log_scales = self.mixture(features, c, scaled[:, :c])
-            bits.append(-_discretized_logistic_log_prob(target[:, c], weights, means, log_scales) / LN2)
+            bits.append(-discretized_logistic_log_prob(target[:, c], weights, means, log_scales) / LN2)
         return torch.stack(bits, 1)
+
+    # -- the codec's interface (shared with trainer.models.integer_context) -------------------
+    numeric_mode = "ctx-fp32-cpu-ftz-1thread"  # what a stream's decoder must reproduce
+    batch_invariant = False  # float sums change with the batch: an encoder repeats the decoder's batches
+
+    def units(self, values: torch.Tensor) -> torch.Tensor:
+        """What a canvas holds of uint8 values."""
+        return scale(values)
+
+    def bits(self, context: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(N, C) bits of uint8 targets (reports and studies)."""
+        return self(context, targets)
+
+    def optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """The adaptation's optimizer: Adam stepping one tensor at a time (foreach=False), so every
+        step is the same floats for the same gradients."""
+        return torch.optim.Adam(self.parameters(), lr=lr, foreach=False)
+
+    def train_step(self, context: torch.Tensor, targets: torch.Tensor, optimizer) -> None:
+        """One step on the mean bits of (N, C) uint8 targets (the online adaptation)."""
+        with torch.enable_grad():
+            optimizer.zero_grad(set_to_none=True)
+            self(context, targets).mean().backward()
+            optimizer.step()
+
+    @torch.no_grad()
+    def load_weights(self, other: "ContextModel") -> None:
+        """Take another copy's weights (the adaptation's trainee -> the coder's model)."""
+        for mine, trained in zip(self.parameters(), other.parameters()):
+            mine.copy_(trained)
 
     # -- folders ------------------------------------------------------------------------------
     def save_pretrained(self, directory) -> None:
@@ -187,7 +199,8 @@ class ContextModel(nn.Module):
         config = json.loads((directory / "config.json").read_text())
         if config.pop("model_type", None) != MODEL_TYPE:
             raise ValueError(f"{directory}: not a {MODEL_TYPE} model")
-        config.setdefault("mixture_cdf", False)  # folders saved before it existed (v1) keep their bins
+        if not config.pop("mixture_cdf", True):
+            raise ValueError(f"{directory}: a v1 context model (per-component bins); pixlm 0.2.0 was the last to read it")
         model = cls(ContextConfig(**config))
         from trainer.models.quantize import dequantize_state  # int8 bundles: float32 after this, same code path
 
@@ -236,7 +249,7 @@ def scale(values: torch.Tensor) -> torch.Tensor:
     return values.float() * STEP - 1.0
 
 
-def _discretized_logistic_log_prob(target, weights, means, log_scales) -> torch.Tensor:
+def discretized_logistic_log_prob(target, weights, means, log_scales) -> torch.Tensor:
     """log P(target) under the mixture, bins of width STEP, tails folded into 0 and 255 (PixelCNN++)."""
     x = scale(target)[:, None]
     inv = torch.exp(-log_scales)

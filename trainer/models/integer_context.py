@@ -26,7 +26,7 @@ the backward sums are exact too. Adam runs elementwise, one correctly rounded op
 time; nothing non-integer is ever summed by a reduction kernel. After each step the int8
 weights are re-derived from the masters.
 
-Cost against the float model it came from: benchmarks/EXPERIMENTS.md (`benchmarks/adapt_study.py` on a bundle).
+Cost against the float model it came from: benchmarks/EXPERIMENTS.md (`benchmarks/studies/adapt_study.py` on a bundle).
 """
 
 import math
@@ -153,8 +153,12 @@ class Adam:
 
 
 class IntegerContextModel:
-    """A ContextModel's weights and window, computed in integer arithmetic (module docstring).
-    Same interface as ContextModel where the codec uses it; canvases hold u = 2v - 255."""
+    """A ContextModel's weights and window, computed in integer arithmetic (module docstring): a
+    numeric backend with ContextModel's codec interface (`pad`, `context`, `units`, `features`,
+    `frequencies`, `bits`, `optimizer`, `train_step`, `load_weights`); canvases hold u = 2v - 255."""
+
+    numeric_mode = "ctx-int-v1"  # any machine computes the same tables
+    batch_invariant = True  # exact sums: any batch, thread count or CPU gives the same tables
 
     def __init__(self, model: ContextModel, fixed: dict[str, torch.Tensor]):
         self.config, self.geometry = model.config, model  # window offsets, gradient pairs, MED/GAP indices
@@ -193,6 +197,10 @@ class IntegerContextModel:
         canvas = torch.zeros(h + cfg.rows_above, w + 2 * cfg.cols_side + cfg.cols_left, c, dtype=torch.float64)
         canvas[cfg.rows_above:, cfg.cols_side + cfg.cols_left:cfg.cols_side + cfg.cols_left + w] = to_units(image)
         return canvas
+
+    def units(self, values: torch.Tensor) -> torch.Tensor:
+        """What a canvas holds of uint8 values."""
+        return to_units(values)
 
     def context(self, canvas, ys, xs, images=None) -> torch.Tensor:
         return self.geometry.context(canvas, ys, xs, images)

@@ -1,5 +1,4 @@
-"""Checkpointing and the learning-rate schedule shared by every training loop (LM, distillation,
-context student), torchtune's habit.
+"""Training states and the final folder, for the loop every recipe runs (trainer.train.skeleton).
 
 Each state goes to its own `checkpoints/checkpoint-STEP/` folder with a `trainer_state.json` (the
 step and whatever the loop needs to resume exactly) written last, so a resume never trusts a
@@ -8,22 +7,13 @@ the wrong step).
 """
 
 import json
-import math
 import shutil
 from pathlib import Path
 
-from trainer.config import RunConfig, to_yaml
+from trainer.config import to_yaml
 
 
 STATE_FILE = "trainer_state.json"
-
-
-def lr_lambda(step: int, cfg: RunConfig) -> float:
-    """Linear warm-up, then cosine decay to min_lr_ratio of the peak."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def find_resume(resume: str, output_dir: Path) -> Path | None:

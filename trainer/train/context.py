@@ -14,24 +14,22 @@ Distillation (`teacher=FOLDER`): a frozen context model with the same window (la
 layers or mixtures) teaches on the full 256-way distributions of every training subpixel, the
 same quantity the codec codes with; loss = (1 - kd_ratio) * CE + kd_ratio * T^2 * KL(teacher_T ||
 student_T), in bits. The student's val bpsp is measured exactly as without a teacher.
+
+The loop (resume, logging, evaluation, checkpoints, slices, Ctrl-C) is trainer.train.skeleton's;
+`train_context` states the data, one step and the evaluation.
 """
 
-import json
-import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
-from tqdm.auto import tqdm
 
-from trainer.config import ContextTrainConfig, RecipeError, flat_dict
+from trainer.config import ContextTrainConfig, RecipeError
 from trainer.models.context import ContextModel, ImageStack, pixel_grid, scale
 from trainer.train.data import DataError, split_images
-from trainer.train.checkpointing import STATE_FILE, find_resume, lr_lambda, save_checkpoint, save_final
+from trainer.train.checkpointing import save_final
 from trainer.train.kd import kl_bits
+from trainer.train.skeleton import make_accelerator, make_optimizer, run_loop, update
 from trainer.train.teacher_cache import cache_summary, cached_kl_bits, load_cache
 from trainer.images.files import ImageModeError, load_image
 
@@ -148,12 +146,9 @@ class CachedPatches:
 
 def train_context(cfg: ContextTrainConfig) -> dict:
     """Train a ContextModel; writes output_dir/final (config.json, model.safetensors, recipe, metrics)."""
-    out = Path(cfg.output_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, log_with="tensorboard", project_dir=str(out))
-    set_seed(cfg.seed)
-    torch.set_flush_denormal(True)
+    accelerator = make_accelerator(cfg)
     model = ContextModel(cfg.model)
     train_paths, val_paths = split_images(cfg.data, cfg.seed)
     try:
@@ -172,96 +167,43 @@ def train_context(cfg: ContextTrainConfig) -> dict:
     del train_images
     teacher = load_context_teacher(cfg, accelerator.device)
     cached = CachedPatches(cfg, train_paths, val_paths, accelerator.device) if cfg.teacher_cache else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_lambda, cfg=cfg))
-    parameters = sum(p.numel() for p in model.parameters())
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    accelerator.init_trackers("tensorboard", config=flat_dict(cfg))
-    raw = accelerator.unwrap_model(model)
-
-    step = 0
-    metrics = {"parameters": parameters, "train_images": len(stack.sizes), "val_images": len(val_paths),
-               "val_subpixels": val_targets.numel()}
+    metrics = {"parameters": sum(p.numel() for p in model.parameters()), "train_images": len(stack.sizes),
+               "val_images": len(val_paths), "val_subpixels": val_targets.numel()}
     if cached is not None:
         metrics["teacher_cache"] = {"path": cfg.teacher_cache, "kd_ratio": cfg.kd_ratio, **cached.summary}
     if teacher is not None:
         metrics["teacher"] = {"path": cfg.teacher, "kd_ratio": cfg.kd_ratio, "temperature": cfg.temperature,
                               "val_bpsp": evaluate(teacher, val_contexts, val_targets)}
-    checkpoint = find_resume(cfg.resume, out)
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / STATE_FILE).read_text())
-        step = state["step"]
-        metrics["initial_val_bpsp"] = state["initial_val_bpsp"]
-        accelerator.print(f"resumed from {checkpoint} at step {step}")
-    else:
-        metrics["initial_val_bpsp"] = evaluate(raw, val_contexts, val_targets)
-        accelerator.log({"val/bpsp": metrics["initial_val_bpsp"]}, step=0)
-        accelerator.print(f"step 0: val bpsp {metrics['initial_val_bpsp']:.4f}")
+    optimizer, scheduler = make_optimizer(list(model.parameters()), cfg)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    raw = accelerator.unwrap_model(model)
 
-    def save_state():
-        save_checkpoint(accelerator, out, step, cfg.keep_checkpoints, {"initial_val_bpsp": metrics["initial_val_bpsp"]})
+    def train_step(step: int) -> dict:
+        rng = np.random.default_rng([cfg.seed, step, accelerator.process_index])
+        if cached is None:
+            contexts, targets = stack.crops(raw, cfg.batch_crops, cfg.crop_size, rng)
+        else:  # as many pixels as the crops would hold, in whole cached patches
+            contexts, targets, taught = cached.batch(raw, stack, cfg.batch_crops * cfg.crop_size ** 2, rng)
+        with accelerator.autocast():
+            loss_bits = model(contexts, targets)
+            loss = loss_bits.mean()
+            if cached is not None and cfg.kd_ratio > 0:
+                kl = cached.kl(raw, contexts, targets, taught)
+                loss = (1 - cfg.kd_ratio) * loss + cfg.kd_ratio * kl
+            if teacher is not None:
+                # The student's trunk runs a second time here (only forward() goes through
+                # Accelerate's wrapper, which multi-GPU gradient sync needs); the 256-way
+                # tables cost far more (context_distill A/B: ~3.5 s a step with them, ~0.3 s without).
+                kl = distillation_kl(teacher, raw, contexts, targets, cfg.temperature)
+                loss = (1 - cfg.kd_ratio) * loss + cfg.kd_ratio * cfg.temperature ** 2 * kl
+        update(accelerator, loss, model.parameters(), optimizer, scheduler, cfg.max_grad_norm)
+        return {"bits": loss_bits.detach().sum().item(), "subpixels": loss_bits.numel()}
 
-    bits = count = 0.0
-    start = began = time.perf_counter()
-    bar = tqdm(total=cfg.max_steps, initial=step, desc="train", disable=not accelerator.is_main_process)
-    try:
-        while step < cfg.max_steps:
-            rng = np.random.default_rng([cfg.seed, step, accelerator.process_index])
-            if cached is None:
-                contexts, targets = stack.crops(raw, cfg.batch_crops, cfg.crop_size, rng)
-            else:  # as many pixels as the crops would hold, in whole cached patches
-                contexts, targets, taught = cached.batch(raw, stack, cfg.batch_crops * cfg.crop_size ** 2, rng)
-            with accelerator.autocast():
-                loss_bits = model(contexts, targets)
-                loss = loss_bits.mean()
-                if cached is not None and cfg.kd_ratio > 0:
-                    kl = cached.kl(raw, contexts, targets, taught)
-                    loss = (1 - cfg.kd_ratio) * loss + cfg.kd_ratio * kl
-                if teacher is not None:
-                    # The student's trunk runs a second time here (only forward() goes through
-                    # Accelerate's wrapper, which multi-GPU gradient sync needs); the 256-way
-                    # tables cost far more (context_distill A/B: ~3.5 s a step with them, ~0.3 s without).
-                    kl = distillation_kl(teacher, raw, contexts, targets, cfg.temperature)
-                    loss = (1 - cfg.kd_ratio) * loss + cfg.kd_ratio * cfg.temperature ** 2 * kl
-            accelerator.backward(loss)
-            if cfg.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            bits += loss_bits.detach().sum().item()
-            count += loss_bits.numel()
-            step += 1
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
-                seconds = time.perf_counter() - start
-                accelerator.log({"train/bpsp": bits / count, "train/lr": scheduler.get_last_lr()[0],
-                                 "train/subpixels_per_s": count / seconds}, step=step)
-                bar.set_postfix(bpsp=f"{bits / count:.3f}")
-                bits = count = 0.0
-                start = time.perf_counter()
-            if step % cfg.eval_every == 0 or step == cfg.max_steps:
-                metrics["val_bpsp"] = evaluate(raw, val_contexts, val_targets)
-                accelerator.log({"val/bpsp": metrics["val_bpsp"]}, step=step)
-                accelerator.print(f"step {step}: val bpsp {metrics['val_bpsp']:.4f}")
-            if step % cfg.save_every == 0 and step < cfg.max_steps:
-                save_state()
-            if cfg.slice_minutes > 0 and time.perf_counter() - began > 60 * cfg.slice_minutes and step < cfg.max_steps:
-                save_state()
-                accelerator.print(f"slice of {cfg.slice_minutes} min done: state saved at step {step} in "
-                                  f"{out / 'checkpoints'}; rerun with resume=true to go on")
-                bar.close()
-                accelerator.end_training()
-                return {**metrics, "steps": step, "finished": False}
-    except KeyboardInterrupt:
-        save_state()
-        accelerator.print(f"interrupted: state saved at step {step}; rerun with resume=true")
-        raise
-    finally:
-        bar.close()
-    save_state()
-    metrics["steps"] = step
+    def scores() -> dict:
+        return {"val/bpsp": evaluate(raw, val_contexts, val_targets)}
+
+    if not run_loop(accelerator, cfg, metrics, scheduler, train_step, scores, rate="subpixels"):
+        return {**metrics, "finished": False}
+    out = Path(cfg.output_dir)
     save_final(accelerator, out, raw, cfg, metrics, f"export it with `pixlm export {out / 'final'} BUNDLE_DIR`")
-    accelerator.end_training()
     return metrics

@@ -1,0 +1,221 @@
+"""The online engine (trainer/engine) and its codec: exact round trips of every shape and channel
+count, the same bytes on every thread count and CPU kernel level, damaged payloads refused, and
+memory bounded on a 24-megapixel image."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trainer.codec.bundle import BundleError, open_bundle, write_manifest
+from trainer.codec.registry import open_codec
+from trainer.codec.stream import CodecError
+from trainer.engine import coder, rangecoder
+from trainer.engine.settings import PRESETS, EngineSettings, EngineSettingsError
+from trainer.engine.tables import make_tables
+from trainer.export import export_online
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPECTED = ROOT / "tests" / "expected"
+TABLES = make_tables()
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("online")
+    return {"fast": export_online(root / "fast", "fast").path, "max": export_online(root / "max", "max").path,
+            "striped": export_online(root / "striped", "fast", {"stripe_rows": 16}).path}
+
+
+def photo(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    source = np.asarray(Image.open(EXPECTED / "astronaut-64x40.png").convert("RGB"))
+    rng = np.random.default_rng(seed)
+    tiled = np.tile(source, (height // 40 + 1, width // 64 + 1, 2))[:height, :width, :channels]
+    return np.ascontiguousarray(tiled)
+
+
+def test_range_coder_round_trips_any_intervals():
+    """Random intervals of 2**16, from certain (freq 65535) to the rarest (freq 1): decoded exactly."""
+    rng = np.random.default_rng(1)
+    cums = np.sort(rng.integers(0, 1 << 16, size=(3000, 2)), axis=1)
+    cums[:, 1] = np.maximum(cums[:, 1], cums[:, 0] + 1)
+    cums[:5] = [[0, 1], [65535, 65536], [0, 65535], [1, 65536], [30000, 30001]]
+    state, out = rangecoder.new_encoder(2 * len(cums) + 64)
+    for low, high in cums:
+        rangecoder.encode(state, out, low, high - low)
+    data = out[:rangecoder.finish(state, out)].copy()
+    state, data = rangecoder.new_decoder(data)
+    for low, high in cums:
+        target = rangecoder.target(state)
+        assert low <= target < high
+        rangecoder.consume(state, data, low, high - low)
+
+
+@pytest.mark.parametrize("preset", ["fast", "max"])
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 37, 3), (29, 1, 3), (17, 23, 1), (13, 19, 2), (21, 18, 4)])
+def test_every_shape_and_channel_count_round_trips(preset, shape):
+    rng = np.random.default_rng(shape[0] * 100 + shape[1])
+    for image in (rng.integers(0, 256, shape, dtype=np.uint8), np.full(shape, 255, np.uint8), photo(*shape)):
+        payload, ideal = coder.encode(image, PRESETS[preset], TABLES)
+        assert np.array_equal(coder.decode(payload, shape, PRESETS[preset], TABLES), image)
+        assert 8 * len(payload) >= ideal - 1e-6  # no coder beats its model's code length
+
+
+def test_a_photo_codes_well_below_png_with_little_coder_overhead(photos):
+    import imagecodecs
+
+    image = np.ascontiguousarray(np.asarray(Image.open(photos[0]).convert("RGB"))[100:196, 100:228])
+    for preset in ("fast", "max"):
+        payload, ideal = coder.encode(image, PRESETS[preset], TABLES)
+        assert len(payload) < 0.8 * len(imagecodecs.png_encode(image, level=9))
+        assert abs(8 * len(payload) - ideal) < 0.005 * ideal + 64  # the range coder's overhead is small
+
+
+@pytest.mark.parametrize("preset", ["fast", "max"])
+def test_stripes_and_threads_change_time_not_bytes(preset):
+    """Stripes are independent: 1 or 4 threads give the same payload, each stripe decodes on its own."""
+    image = photo(70, 50, seed=3)
+    settings = EngineSettings(**{**PRESETS[preset].to_dict(), "stripe_rows": 16})
+    one, _ = coder.encode(image, settings, TABLES, threads=1)
+    four, _ = coder.encode(image, settings, TABLES, threads=4)
+    assert one == four and len(coder.stripes(70, settings)) == 5
+    assert np.array_equal(coder.decode(one, image.shape, settings, TABLES, threads=3), image)
+    whole, _ = coder.encode(image, PRESETS[preset], TABLES)
+    assert whole != one  # the stripes really restart
+
+
+def test_codec_round_trip_through_files_with_an_independent_reader(bundles, tmp_path):
+    import imagecodecs
+
+    image = photo(40, 64)
+    Image.fromarray(image).save(tmp_path / "in.png")
+    for name, bundle in bundles.items():
+        codec = open_codec(bundle, progress=False, fallback=False)
+        report = codec.encode(tmp_path / "in.png", tmp_path / f"{name}.pxl")
+        assert report.representation == "model" and report.model_bpsp < 8
+        codec.decode(tmp_path / f"{name}.pxl", tmp_path / f"{name}.png")
+        assert np.array_equal(imagecodecs.png_decode((tmp_path / f"{name}.png").read_bytes()), image)
+
+
+def test_damaged_payloads_are_refused_in_one_line(bundles, tmp_path):
+    """Flipped bytes, a truncated payload, a stripe table beyond the payload: a CodecError (pixel
+    CRC or layout), never a crash, a hang or a written file."""
+    from trainer.codec.container import pack, unpack
+
+    image = photo(48, 40, seed=5)
+    codec = open_codec(bundles["striped"], progress=False, fallback=False)
+    codec.encode(image, tmp_path / "a.pxl")
+    header, payload = unpack((tmp_path / "a.pxl").read_bytes())
+    rng = np.random.default_rng(0)
+    damaged = [payload[:len(payload) // 2], payload[:3], b"\xff" * 12 + payload[12:]]
+    for _ in range(8):
+        flipped = bytearray(payload)
+        flipped[rng.integers(12, len(payload))] ^= 1 << int(rng.integers(8))
+        damaged.append(bytes(flipped))
+    for i, bad in enumerate(damaged):
+        (tmp_path / f"bad{i}.pxl").write_bytes(pack(header, bad))
+        with pytest.raises(CodecError, match="damaged payload"):
+            codec.decode(tmp_path / f"bad{i}.pxl", tmp_path / f"bad{i}.png")
+        assert not (tmp_path / f"bad{i}.png").exists()
+
+
+def test_settings_and_bundles_are_checked(bundles, tmp_path):
+    with pytest.raises(EngineSettingsError, match="unknown engine setting"):
+        EngineSettings.from_dict({"lms_shfit": 6})
+    with pytest.raises(EngineSettingsError, match="stripe_rows"):
+        EngineSettings(stripe_rows=3)
+    with pytest.raises(BundleError, match="preset"):
+        export_online(tmp_path / "p", "medium")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    with pytest.raises(BundleError, match="not empty"):
+        export_online(tmp_path / "full", "fast")
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(bundles["fast"], bad)
+    codec = json.loads((bad / "codec.json").read_text())
+    codec["engine"]["ols"] = 5
+    (bad / "codec.json").write_text(json.dumps(codec))
+    write_manifest(bad)
+    with pytest.raises(BundleError, match="ols=5"):
+        open_bundle(bad)
+
+
+GOLDEN = {"fast": "astronaut-64x40.online-fast.pxl", "max": "astronaut-64x40.online-max.pxl"}
+DECODE_ALL = """
+import sys, numpy as np
+from PIL import Image
+from trainer.codec.registry import open_codec
+expected = np.asarray(Image.open(sys.argv[1]))
+for stream, bundle in zip(sys.argv[2::2], sys.argv[3::2]):
+    for threads in (1, 2):
+        decoded, _ = open_codec(bundle, progress=False, threads=threads).decode(stream)
+        assert np.array_equal(decoded, expected), (stream, threads)
+print("ok")
+"""
+
+
+def cpu_levels() -> list[str]:
+    """numba's compile targets this CPU can run: the generic x86-64 (SSE2 only), AVX2 (haswell) and
+    the host (AVX-512 here, where it has it)."""
+    import numba  # noqa: F401
+    from llvmlite import binding
+
+    return ["generic", "haswell", "host"] if binding.get_host_cpu_features().get("avx2") else ["generic", "host"]
+
+
+@pytest.mark.parametrize("level", cpu_levels())
+def test_golden_streams_decode_on_every_cpu_level_and_thread_count(level, tmp_path):
+    """The shipped online bundles' golden streams, decoded with the kernels compiled afresh for each
+    CPU target (a fresh numba cache), on 1 and 2 threads: the same pixels."""
+    args = []
+    for preset, stream in GOLDEN.items():
+        args += [str(EXPECTED / stream), str(ROOT / "checkpoints" / f"pixlm-online-{preset}")]
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    if level != "host":
+        env["NUMBA_CPU_NAME"] = level
+    run = subprocess.run([sys.executable, "-c", DECODE_ALL, str(EXPECTED / "astronaut-64x40.png"), *args],
+                         env=env, capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("preset", ["fast", "max"])
+def test_golden_streams_reencode_to_the_same_bytes(preset, tmp_path):
+    codec = open_codec(ROOT / "checkpoints" / f"pixlm-online-{preset}", progress=False, fallback=False)
+    codec.encode(EXPECTED / "astronaut-64x40.png", tmp_path / "again.pxl")
+    assert (tmp_path / "again.pxl").read_bytes() == (EXPECTED / GOLDEN[preset]).read_bytes()
+
+
+MEMORY = """
+import resource, sys, numpy as np
+from trainer.engine import coder
+from trainer.engine.settings import PRESETS
+from trainer.engine.tables import make_tables
+tables = make_tables()
+rng = np.random.default_rng(0)
+# a 6000x4000 image: smooth gradients plus noise, as a photo is
+y, x = np.arange(4000, dtype=np.int32)[:, None], np.arange(6000, dtype=np.int32)[None]
+image = np.empty((4000, 6000, 3), np.uint8)
+for c in range(3):
+    image[..., c] = (x * (c + 1) // 40 + y // 30) % 200
+    image[..., c] += rng.integers(0, 24, (4000, 6000), dtype=np.uint8)
+settings = PRESETS["fast"]
+payload, _ = coder.encode(image, settings, tables, threads=2)
+back = coder.decode(payload, image.shape, settings, tables, threads=2)
+assert np.array_equal(back, image)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, len(payload))
+"""
+
+
+def test_a_24_megapixel_photo_round_trips_under_2_gib():
+    run = subprocess.run([sys.executable, "-c", MEMORY], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    peak, size = map(int, run.stdout.split())
+    assert peak < 2 * 1024 ** 3 and size < 4000 * 6000 * 3

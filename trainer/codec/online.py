@@ -1,0 +1,45 @@
+"""The codec of online bundles: the compiled online engine (trainer.engine), no network.
+
+Every probability is decided by integer arithmetic, or, in the `max` preset, by float64 least
+squares in a fixed operation order: the same bytes on every machine, thread count and CPU kernel
+level (tests/test_engine.py decodes golden streams with the kernels compiled for each). Images of
+1 to 4 channels are coded as they are; the channels of a pixel are coded in order, each seeing
+the ones before it. Stripes of the bundle's `stripe_rows` rows are coded on separate threads.
+"""
+
+import numpy as np
+
+from trainer.codec.container import Header
+from trainer.codec.stream import CodecError, StreamCodec
+from trainer.engine import coder
+from trainer.engine.settings import EngineSettings
+
+
+class OnlineCodec(StreamCodec):
+    layout = (1, 1)
+
+    def __init__(self, bundle, batch_size: int | None = None, threads: int | None = None, progress: bool = True,
+                 fallback: bool = True):
+        """`batch_size` and `progress` are accepted and ignored (an image takes a second or so);
+        `threads`: stripes coded at once (None: one per core)."""
+        super().__init__(bundle, progress, fallback)
+        self.settings: EngineSettings = self.bundle.engine
+        self.numeric_mode = "online-v1-" + ("rls" if self.settings.ols else "lms")
+        self.threads = threads
+        self.portable = True
+
+    @property
+    def cores(self) -> int:
+        import os
+
+        return self.threads or os.cpu_count() or 1
+
+    def _code(self, image: np.ndarray, bits: np.ndarray | None) -> tuple[bytes, float]:
+        return self._timed("engine", coder.encode, image, self.settings, self.model, self.threads, bits)
+
+    def _decode_payload(self, header: Header, payload: bytes) -> np.ndarray:
+        shape = (header.height, header.width, header.channels)
+        try:
+            return self._timed("engine", coder.decode, payload, shape, self.settings, self.model, self.threads)
+        except coder.PayloadError as err:
+            raise CodecError(f"damaged payload: {err}") from None

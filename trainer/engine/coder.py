@@ -1,0 +1,74 @@
+"""Images to payloads and back with the online engine: stripes, threads, the payload layout.
+
+An image is cut into stripes of `stripe_rows` rows (the bundle's setting; 0: one stripe), each
+coded from a fresh state by its own range coder, so stripes are coded on separate threads (the
+compiled kernel releases the GIL). Payload: for every stripe but the last, its byte length
+(4 bytes, big-endian), then the stripes' bytes in order.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from trainer.engine import kernel, rangecoder
+from trainer.engine.settings import EngineSettings
+
+
+class PayloadError(ValueError):
+    """A payload whose stripe layout does not fit the image."""
+
+
+def stripes(height: int, settings: EngineSettings) -> list[tuple[int, int]]:
+    rows = settings.stripe_rows or height
+    return [(y, min(height, y + rows)) for y in range(0, height, rows)] or [(0, 0)]
+
+
+def _map(fn, items, threads: int | None):
+    if threads == 1 or len(items) == 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(threads or None) as pool:
+        return list(pool.map(fn, items))
+
+
+def encode(image: np.ndarray, settings: EngineSettings, tables: dict, threads: int | None = None,
+           lengths: np.ndarray | None = None) -> tuple[bytes, float]:
+    """(payload, ideal code length in bits) of an (H, W, C) uint8 image; `lengths` (H, W, C)
+    float32, if given, receives each subpixel's code length."""
+    image = np.ascontiguousarray(image)
+    params = settings.as_array()
+    keep = lengths if lengths is not None else np.zeros((1, 1, 1), dtype=np.float32)
+    none64, none8 = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.uint8)
+
+    def one(stripe):
+        y0, y1 = stripe
+        state, out = rangecoder.new_encoder(2 * (y1 - y0) * image.shape[1] * image.shape[2] + 64)
+        ideal = kernel.code_stripe(image, y0, y1, False, state, out, none64, none8, tables["cdf"],
+                                   tables["scale_of"], tables["buckets"], tables["code_length"], params, keep)
+        return out[:rangecoder.finish(state, out)].tobytes(), ideal
+
+    coded = _map(one, stripes(image.shape[0], settings), threads)
+    header = b"".join(len(data).to_bytes(4, "big") for data, _ in coded[:-1])
+    return header + b"".join(data for data, _ in coded), sum(ideal for _, ideal in coded) / 256.0
+
+
+def decode(payload: bytes, shape: tuple[int, int, int], settings: EngineSettings, tables: dict,
+           threads: int | None = None) -> np.ndarray:
+    image = np.zeros(shape, dtype=np.uint8)
+    parts = stripes(shape[0], settings)
+    head = 4 * (len(parts) - 1)
+    sizes = [int.from_bytes(payload[4 * i:4 * i + 4], "big") for i in range(len(parts) - 1)]
+    if len(payload) < head or head + sum(sizes) > len(payload):
+        raise PayloadError(f"the payload's stripe sizes ({sum(sizes)} bytes) exceed its {len(payload)} bytes")
+    starts = np.cumsum([head] + sizes)
+    chunks = [payload[a:b] for a, b in zip(starts, list(starts[1:]) + [len(payload)])]
+    params = settings.as_array()
+    none64, none8, keep = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.uint8), np.zeros((1, 1, 1), np.float32)
+
+    def one(item):
+        (y0, y1), chunk = item
+        state, data = rangecoder.new_decoder(np.frombuffer(chunk, dtype=np.uint8))
+        kernel.code_stripe(image, y0, y1, True, none64, none8, state, data, tables["cdf"], tables["scale_of"],
+                           tables["buckets"], tables["code_length"], params, keep)
+
+    _map(one, list(zip(parts, chunks)), threads)
+    return image

@@ -1,0 +1,299 @@
+"""The online engine's per-subpixel model and coder loop, compiled (numba).
+
+One function codes and decodes (`decode` selects which), so both sides run the very same model
+code on the very same values: the encoder reads each subpixel from the image, the decoder from the
+range decoder, and everything after that is shared.
+
+Per subpixel (raster order, channels in order; every channel of a pixel sees the ones before it):
+1. Sub-predictions: 14 classical predictors of the value in 1/16 pixel (N, W, the plane
+   W + N - NW, gradient extensions, NE, and for the second and third channels the same
+   neighbourhood shifted by the already-coded channels' local differences).
+2. A blend weighted by each predictor's recent error around the pixel (N, W, NW, NE), as in
+   JPEG-XL's self-correcting weighted predictor: the predictor that did well here leads.
+3. A learned correction on top: normalized LMS (integer) or, in the `max` preset, recursive least
+   squares (float64) over the sub-predictions' deviations from the blend and the previous
+   channels' residuals at this pixel, one weight set per channel and error-energy class.
+4. A bias correction per small context (CALIC's error feedback).
+5. A discretized logistic around the prediction. Its scale: the context's running mean |residual|
+   (context: channel, local error energy, brightness), moved by the best of five neighbouring
+   scales by their running code lengths. The 16-bit CDF comes from the bundle's tables.
+6. Range coding of the value (trainer.engine.rangecoder).
+
+Exactness: everything but the least-squares stage is integer arithmetic. The least squares run in
+float64 with every operation in a fixed order, compiled without fast-math (no reassociation, no
+fused multiply-add contraction), so IEEE-754 fixes each result; the tests decode golden streams
+with the kernels compiled for the generic x86-64, AVX2 and AVX-512 targets.
+"""
+
+import numba
+import numpy as np
+
+from trainer.engine import rangecoder as rc
+
+SH = 4  # predictions in 1/16 pixel
+ONE = 1 << SH
+PAD = 2  # columns on each side of a row
+K = 14  # sub-predictors
+NU = K + 2  # inputs of the learned correction
+NJ = 5  # candidate scales of the scale search
+FREQ_TOTAL = 1 << rc.TOTAL_BITS
+# indices into the settings array (trainer.engine.settings.EngineSettings field order)
+(LMS_SHIFT, WEIGHT_SETS, OLS, OLS_INTERVAL, OLS_DECAY, OLS_RIDGE, BIAS_LIMIT, ENERGY_CHANNEL, ENERGY_BEST,
+ ENERGY_FAR, SCALE_ADAPT, SCALE_INIT, INTENSITY_BITS, SCALE_STEP, SCALE_SEARCH, STRIPE_ROWS) = range(16)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _cum(cdf, offset, mu, x):
+    """Cumulative frequency of symbol x (0..256) under the CDF row `cdf` centred at mu."""
+    if x <= 0:
+        return 0
+    if x >= 256:
+        return FREQ_TOTAL
+    d = (x << SH) - (ONE >> 1) - mu + offset
+    if d < 0:
+        d = 0
+    elif d >= cdf.shape[0]:
+        d = cdf.shape[0] - 1
+    return np.int64(cdf[d]) + x
+
+
+@numba.njit(cache=True, nogil=True)
+def _bucket(e, edges):
+    lo, hi = 0, edges.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if e >= edges[mid]:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True, nogil=True)
+def _solve(R, r, w, L, z, n, ridge):
+    """w = (R + ridge I)^-1 r by Cholesky, operations in a fixed order; w is kept if R is not
+    positive definite."""
+    for i in range(n):
+        for j in range(i + 1):
+            s = R[i, j] + (ridge if i == j else 0.0)
+            for k in range(j):
+                s -= L[i, k] * L[j, k]
+            if i == j:
+                if s <= 0.0:
+                    return
+                L[i, i] = np.sqrt(s)
+            else:
+                L[i, j] = s / L[j, j]
+    for i in range(n):
+        s = r[i]
+        for k in range(i):
+            s -= L[i, k] * z[k]
+        z[i] = s / L[i, i]
+    for i in range(n - 1, -1, -1):
+        s = z[i]
+        for k in range(i + 1, n):
+            s -= L[k, i] * w[k]
+        w[i] = s / L[i, i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _round_div(s, n):
+    return (s + (n >> 1)) // n if s >= 0 else -((-s + (n >> 1)) // n)
+
+
+@numba.njit(cache=True, nogil=True)
+def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges, code_length, p, lengths):
+    """Code rows y0..y1-1 of `image` (H, W, C uint8) as an independent stripe (fresh state), or
+    decode them into it. Returns the ideal code length in 1/256 bit. `lengths` (H, W, C) float32,
+    or any array of size 1, receives each subpixel's code length in bits."""
+    width, channels = image.shape[1], image.shape[2]
+    n_scales = cdf.shape[0]
+    offset = cdf.shape[1] >> 1
+    nb = edges.shape[0] + 1
+    ns = p[WEIGHT_SETS]
+    use_ols = p[OLS] > 0
+    keep_lengths = lengths.size > 1
+    cols = width + 2 * PAD
+    # the last three rows of values, of every predictor's |error| and of the final |error|
+    V = np.full((3, cols, channels), 128, dtype=np.int64)
+    err = np.zeros((3, cols, channels, K), dtype=np.int64)
+    fin = np.zeros((3, cols, channels), dtype=np.int64)
+    # contexts: running mean |residual| (x16) per channel, energy bucket and brightness; bias sums
+    n_light = 1 << p[INTENSITY_BITS]
+    mean_abs = np.zeros((channels, nb, n_light), dtype=np.int64)
+    for b in range(nb):
+        mean_abs[:, b, :] = ((edges[b - 1] if b > 0 else 0) * p[SCALE_INIT]) >> 4
+    bias_sum = np.zeros((channels, nb, 16), dtype=np.int64)
+    bias_cnt = np.zeros((channels, nb, 16), dtype=np.int64)
+    search = np.zeros((channels, nb, NJ), dtype=np.int64)
+    preds = np.zeros(K, dtype=np.int64)
+    u = np.zeros(NU, dtype=np.int64)
+    residual = np.zeros(channels, dtype=np.int64)  # this pixel's residuals of the channels coded
+    lms = np.zeros((channels * ns, NU), dtype=np.int64)
+    ols_R = np.zeros((channels * ns, NU, NU))
+    ols_r = np.zeros((channels * ns, NU))
+    ols_w = np.zeros((channels * ns, NU))
+    ols_L = np.zeros((NU, NU))
+    ols_z = np.zeros(NU)
+    ols_x = np.zeros(NU)
+    decay = 1.0 - 1.0 / (1 << p[OLS_DECAY])
+    ridge = p[OLS_RIDGE] * 0.01
+    pixels = 0
+    ideal = 0
+    for y in range(y0, y1):
+        r0, r1, r2 = (y - y0) % 3, (y - y0 + 2) % 3, (y - y0 + 1) % 3  # rows y, y-1, y-2
+        for c in range(channels):  # left border: the first pixel of the row above
+            V[r0, 0, c] = V[r1, PAD, c]
+            V[r0, 1, c] = V[r1, PAD, c]
+            for i in range(PAD):
+                fin[r0, i, c] = 0
+                for k in range(K):
+                    err[r0, i, c, k] = 0
+        for x in range(width):
+            X = x + PAD
+            for c in range(channels):
+                n, w, nw, ne = V[r1, X, c], V[r0, X - 1, c], V[r1, X - 1, c], V[r1, X + 1, c]
+                nn, ww, nne = V[r2, X, c], V[r0, X - 2, c], V[r2, X + 1, c]
+                plane = w + n - nw
+                preds[0] = n << SH
+                preds[1] = w << SH
+                preds[2] = plane << SH
+                preds[3] = (n + ne - nne) << SH
+                preds[4] = (w + ne - n) << SH
+                preds[5] = (w + ne) << (SH - 1)
+                preds[6] = ne << SH
+                preds[7] = (2 * n - nn) << SH
+                preds[8] = (2 * w - ww) << SH
+                if c >= 1:  # the previous channel's local differences carried over
+                    q = c - 1
+                    xq = V[r0, X, q]
+                    preds[9] = (w + xq - V[r0, X - 1, q]) << SH
+                    preds[10] = (n + xq - V[r1, X, q]) << SH
+                    preds[11] = (plane + xq - (V[r0, X - 1, q] + V[r1, X, q] - V[r1, X - 1, q])) << SH
+                    preds[12] = (ne + xq - V[r1, X + 1, q]) << SH
+                else:
+                    for k in range(9, 13):
+                        preds[k] = preds[2]
+                if c >= 2:  # and the first channel's
+                    x0 = V[r0, X, 0]
+                    preds[13] = (plane + x0 - (V[r0, X - 1, 0] + V[r1, X, 0] - V[r1, X - 1, 0])) << SH
+                else:
+                    preds[13] = preds[11] if c == 1 else preds[2]
+                # blend, weighted by each predictor's errors at N, W, NW, NE
+                total, acc, best = 0, 0, np.int64(1) << 40
+                for k in range(K):
+                    e = err[r1, X, c, k] + err[r0, X - 1, c, k] + err[r1, X - 1, c, k] + err[r1, X + 1, c, k]
+                    best = min(best, e)
+                    weight = (np.int64(1) << 40) // ((e + 8) * (e + 8))
+                    total += weight
+                    acc += weight * preds[k]
+                blend = (acc + (total >> 1)) // total
+                # error energy around the pixel: final errors near it, its own previous channel's
+                energy = fin[r1, X, c] + fin[r0, X - 1, c] + fin[r1, X - 1, c] + fin[r1, X + 1, c]
+                if c >= 1:
+                    energy += fin[r0, X, c - 1] * p[ENERGY_CHANNEL]
+                energy += (best * p[ENERGY_BEST]) >> 4
+                energy += ((fin[r2, X, c] + fin[r0, X - 2, c] + fin[r1, X + 2, c]) * p[ENERGY_FAR]) >> 4
+                bucket = _bucket(energy, edges)
+                # learned correction of the blend
+                wset = c * ns + (bucket * ns) // nb
+                for k in range(K):
+                    u[k] = preds[k] - blend
+                u[K] = residual[c - 1] if c >= 1 else 0
+                u[K + 1] = residual[c - 2] if c >= 2 else 0
+                base = blend
+                norm = 0
+                if use_ols:
+                    dot = 0.0
+                    for k in range(NU):
+                        ols_x[k] = u[k] * 0.0625
+                        dot += ols_w[wset, k] * ols_x[k]
+                    blend = base + np.int64(np.floor(dot * 16.0 + 0.5))
+                else:
+                    dot = 0
+                    for k in range(NU):
+                        norm += u[k] * u[k]
+                        dot += lms[wset, k] * u[k]
+                    blend = base + (dot >> 14)
+                # bias correction: context = energy bucket x where N, W, NW, NE lie against the blend
+                texture = ((n << SH) > blend) + 2 * ((w << SH) > blend) + 4 * ((nw << SH) > blend) \
+                    + 8 * ((ne << SH) > blend)
+                count = bias_cnt[c, bucket, texture]
+                bias = 0
+                if count > 0:
+                    bias = max(-p[BIAS_LIMIT], min(p[BIAS_LIMIT], _round_div(bias_sum[c, bucket, texture], count)))
+                mu = max(0, min(255 << SH, blend + bias))
+                # the scale: the context's mean |residual|, shifted by the best candidate so far
+                light = mu >> (SH + 8 - p[INTENSITY_BITS])
+                m = min(mean_abs[c, bucket, light] >> 4, scale_of.shape[0] - 1)
+                row = scale_of[m]
+                costs = search[c, bucket]
+                pick = NJ >> 1
+                for j in range(NJ):
+                    if costs[j] < costs[pick]:
+                        pick = j
+                table = cdf[max(0, min(n_scales - 1, row + (pick - (NJ >> 1)) * p[SCALE_STEP]))]
+                # the value
+                if decode:
+                    t = rc.target(dec)
+                    lo, hi = 0, 256
+                    while hi - lo > 1:
+                        mid = (lo + hi) >> 1
+                        if _cum(table, offset, mu, mid) <= t:
+                            lo = mid
+                        else:
+                            hi = mid
+                    v = np.int64(lo)
+                    low = _cum(table, offset, mu, v)
+                    freq = _cum(table, offset, mu, v + 1) - low
+                    rc.consume(dec, data, low, freq)
+                    image[y, x, c] = v
+                else:
+                    v = np.int64(image[y, x, c])
+                    low = _cum(table, offset, mu, v)
+                    freq = _cum(table, offset, mu, v + 1) - low
+                    rc.encode(enc, out, low, freq)
+                ideal += code_length[freq]
+                if keep_lengths:
+                    lengths[y, x, c] = code_length[freq] / 256.0
+                V[r0, X, c] = v
+                # learn from the value
+                v16 = v << SH
+                for k in range(K):
+                    err[r0, X, c, k] = abs(v16 - preds[k])
+                a = abs(v16 - mu)
+                fin[r0, X, c] = a
+                residual[c] = v16 - mu
+                mean_abs[c, bucket, light] += ((a << 4) - mean_abs[c, bucket, light]) >> p[SCALE_ADAPT]
+                for j in range(NJ):
+                    cand = cdf[max(0, min(n_scales - 1, row + (j - (NJ >> 1)) * p[SCALE_STEP]))]
+                    f = _cum(cand, offset, mu, v + 1) - _cum(cand, offset, mu, v)
+                    costs[j] += code_length[f] - (costs[j] >> p[SCALE_SEARCH])
+                bias_sum[c, bucket, texture] += v16 - blend
+                bias_cnt[c, bucket, texture] += 1
+                if bias_cnt[c, bucket, texture] >= 64:
+                    bias_sum[c, bucket, texture] >>= 1  # an arithmetic shift: the same on every machine
+                    bias_cnt[c, bucket, texture] >>= 1
+                if use_ols:
+                    target = (v16 - base) * 0.0625
+                    for i in range(NU):
+                        xi = ols_x[i]
+                        ols_r[wset, i] = ols_r[wset, i] * decay + xi * target
+                        for j in range(i + 1):
+                            ols_R[wset, i, j] = ols_R[wset, i, j] * decay + xi * ols_x[j]
+                    if pixels % p[OLS_INTERVAL] == 0:
+                        _solve(ols_R[wset], ols_r[wset], ols_w[wset], ols_L, ols_z, NU, ridge)
+                else:
+                    den = (norm + 256) << p[LMS_SHIFT]
+                    e = v16 - blend
+                    for k in range(NU):
+                        step = (e * u[k]) << 14
+                        lms[wset, k] += step // den if step >= 0 else -((-step) // den)
+            pixels += 1
+        for c in range(channels):  # right border: the row's last pixel
+            for i in range(PAD):
+                V[r0, width + PAD + i, c] = V[r0, width + PAD - 1, c]
+                fin[r0, width + PAD + i, c] = 0
+                for k in range(K):
+                    err[r0, width + PAD + i, c, k] = 0
+    return ideal

@@ -1,0 +1,55 @@
+"""The lookup tables of the online engine, made once at export and stored in the bundle.
+
+Why stored, not recomputed at load: `exp` and `log` differ in their last bits between libm and
+numpy builds and CPU code paths; a table entry one unit off on the decoder's machine would derail
+the range decoder. Stored as integers, they are the same everywhere.
+
+- `cdf` (scales x span) uint16: the logistic CDF, times 2**16 - 256, at offsets d / 16 pixel from
+  the prediction (d from -span/2), one row per scale (log-spaced from 0.15 pixel, ratio 1.08). A
+  symbol's cumulative frequency is cdf[row, edge - mu] + its value, so every symbol gets >= 1.
+- `scale_of` (4096,) int32: table row for a mean |residual| (in 1/16 pixel) of a context.
+- `buckets` int64: the log-spaced edges of the error-energy contexts (1/16 pixel units).
+- `code_length` (65537,) int32: 256 * -log2(f / 2**16), for the scale search.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+TABLES_FILE = "tables.safetensors"
+SCALES, SCALE_0, SCALE_RATIO = 80, 0.15, 1.08
+SPAN = 272  # pixels each side of the prediction
+MEAN_ABS_PER_SCALE = 1.386  # a logistic's mean |x| is 2 ln 2 times its scale
+
+
+def make_tables() -> dict[str, np.ndarray]:
+    total = (1 << 16) - 256
+    scales = SCALE_0 * SCALE_RATIO ** np.arange(SCALES)
+    d = np.arange(-SPAN * 16, SPAN * 16) / 16.0
+    with np.errstate(over="ignore"):
+        cdf = np.floor(total / (1 + np.exp(-d[None, :] / scales[:, None])))
+    mean_abs = np.maximum(np.arange(4096) / 16.0, 0.05)
+    scale_of = np.abs(np.log(MEAN_ABS_PER_SCALE * scales[None, :] / mean_abs[:, None])).argmin(1)
+    edges = [6]
+    while edges[-1] < 12000:
+        edges.append(int(edges[-1] * 1.35) + 1)
+    code_length = np.zeros(65537, dtype=np.int32)
+    code_length[1:] = np.floor(256 * np.log2(65536 / np.arange(1, 65537)))
+    return {"cdf": cdf.astype(np.uint16), "scale_of": scale_of.astype(np.int32),
+            "buckets": np.array(edges, dtype=np.int64), "code_length": code_length}
+
+
+def save_tables(folder: Path) -> None:
+    save_file(make_tables(), str(Path(folder) / TABLES_FILE))
+
+
+def load_tables(folder: Path) -> dict[str, np.ndarray]:
+    tables = load_file(str(Path(folder) / TABLES_FILE))
+    expected = {"cdf": np.uint16, "scale_of": np.int32, "buckets": np.int64, "code_length": np.int32}
+    for name, dtype in expected.items():
+        if name not in tables or tables[name].dtype != dtype:
+            raise ValueError(f"{folder}: {TABLES_FILE} lacks a {np.dtype(dtype).name} table {name!r}")
+    if tables["cdf"].ndim != 2 or tables["code_length"].shape != (65537,) or tables["scale_of"].max() >= len(tables["cdf"]):
+        raise ValueError(f"{folder}: {TABLES_FILE} tables have the wrong shapes")
+    return {k: np.ascontiguousarray(tables[k]) for k in expected}
