@@ -205,7 +205,7 @@ def test_bench_runs_a_context_bundle_beside_a_baseline(context_bundles, photos, 
 
 
 def test_the_shipped_bundle_is_intact_and_the_cli_default(photos, tmp_path):
-    """checkpoints/pixlm-online-max (git-tracked) is what `pixlm encode` uses without --bundle."""
+    """checkpoints/pixlm-context-v5 (git-tracked) is what `pixlm encode` uses without --bundle."""
     import os
     import subprocess
     import sys
@@ -213,7 +213,7 @@ def test_the_shipped_bundle_is_intact_and_the_cli_default(photos, tmp_path):
     from trainer.codec.bundle import DEFAULT_BUNDLE, open_bundle
 
     bundle = open_bundle(DEFAULT_BUNDLE)  # every file against its sha256
-    assert bundle.kind == "online" and bundle.engine.ols == 1
+    assert bundle.kind == "context" and bundle.quantization == "integer"
     photo_crop(photos, 21, 30).save(tmp_path / "p.png")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PIXLM_BUNDLES": ""}
     run = lambda *a: subprocess.run([sys.executable, "-m", "trainer.cli", *map(str, a), "--quiet"], env=env,

@@ -169,7 +169,7 @@ def export_online(out: Path, preset: str = "fast", overrides: dict | None = None
     (out / "README.md").write_text("\n".join([
         f"# pixlm online bundle (preset `{preset}`)", "",
         "Made by `pixlm export-online " + preset + " OUT" + "".join(f" --set {k}={v}" for k, v in changed.items())
-        + "`. Lossless image codec without a network: 14 classical predictors blended by their recent local "
+        + "`. Lossless image codec without a network: 16 classical predictors blended by their recent local "
         f"errors, a learned correction by {stage}, CALIC-style bias correction, a discretized logistic "
         "whose scale adapts to each image, and a range coder, all compiled (trainer/engine). It adapts to "
         "every image while coding and stores nothing but the coded values.", "",

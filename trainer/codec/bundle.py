@@ -175,7 +175,7 @@ def open_bundle(folder: Path) -> Bundle:
 
 
 # The bundle the project ships (git-tracked): what `pixlm encode` uses when no --bundle is given.
-DEFAULT_BUNDLE = resource("checkpoints") / "pixlm-online-max"
+DEFAULT_BUNDLE = resource("checkpoints") / "pixlm-context-v5"
 
 
 def default_bundle() -> Bundle:

@@ -5,9 +5,10 @@ code on the very same values: the encoder reads each subpixel from the image, th
 range decoder, and everything after that is shared.
 
 Per subpixel (raster order, channels in order; every channel of a pixel sees the ones before it):
-1. Sub-predictions: 14 classical predictors of the value in 1/16 pixel (N, W, the plane
+1. Sub-predictions: 16 classical predictors of the value in 1/16 pixel (N, W, the plane
    W + N - NW, gradient extensions, NE, and for the second and third channels the same
-   neighbourhood shifted by the already-coded channels' local differences).
+   neighbourhood shifted by the already-coded channels' local differences, and those channels
+   plus their mean difference to this one around the pixel).
 2. A blend weighted by each predictor's recent error around the pixel (N, W, NW, NE), as in
    JPEG-XL's self-correcting weighted predictor: the predictor that did well here leads.
 3. A learned correction on top: normalized LMS (integer) or, in the `max` preset, recursive least
@@ -33,7 +34,7 @@ from trainer.engine import rangecoder as rc
 SH = 4  # predictions in 1/16 pixel
 ONE = 1 << SH
 PAD = 2  # columns on each side of a row
-K = 14  # sub-predictors
+K = 16  # sub-predictors
 NU = K + 2  # inputs of the learned correction
 NJ = 5  # candidate scales of the scale search
 FREQ_TOTAL = 1 << rc.TOTAL_BITS
@@ -171,14 +172,21 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                     preds[10] = (n + xq - V[r1, X, q]) << SH
                     preds[11] = (plane + xq - (V[r0, X - 1, q] + V[r1, X, q] - V[r1, X - 1, q])) << SH
                     preds[12] = (ne + xq - V[r1, X + 1, q]) << SH
+                    # the previous channel plus the mean difference of the two around the pixel
+                    preds[14] = (xq << SH) + (((w - V[r0, X - 1, q]) + (n - V[r1, X, q]) + (nw - V[r1, X - 1, q])
+                                               + (ne - V[r1, X + 1, q])) << (SH - 2))
                 else:
                     for k in range(9, 13):
                         preds[k] = preds[2]
+                    preds[14] = preds[2]
                 if c >= 2:  # and the first channel's
                     x0 = V[r0, X, 0]
                     preds[13] = (plane + x0 - (V[r0, X - 1, 0] + V[r1, X, 0] - V[r1, X - 1, 0])) << SH
+                    preds[15] = (x0 << SH) + (((w - V[r0, X - 1, 0]) + (n - V[r1, X, 0]) + (nw - V[r1, X - 1, 0])
+                                               + (ne - V[r1, X + 1, 0])) << (SH - 2))
                 else:
                     preds[13] = preds[11] if c == 1 else preds[2]
+                    preds[15] = preds[14]
                 # blend, weighted by each predictor's errors at N, W, NW, NE
                 total, acc, best = 0, 0, np.int64(1) << 40
                 for k in range(K):
