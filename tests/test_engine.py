@@ -29,7 +29,8 @@ TABLES = make_tables()
 def bundles(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("online")
     return {"fast": export_online(root / "fast", "fast").path, "max": export_online(root / "max", "max").path,
-            "striped": export_online(root / "striped", "fast", {"stripe_rows": 16}).path}
+            "striped": export_online(root / "striped", "fast", {"stripe_rows": 16}).path,
+            "rls": export_online(root / "rls", "max", {"ols": 1, "parity": 1}).path}
 
 
 def photo(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
@@ -87,6 +88,21 @@ def test_stripes_and_threads_change_time_not_bytes(preset):
     assert np.array_equal(coder.decode(one, image.shape, settings, TABLES, threads=3), image)
     whole, _ = coder.encode(image, PRESETS[preset], TABLES)
     assert whole != one  # the stripes really restart
+
+
+def test_the_encoder_turns_parity_contexts_on_for_chroma_subsampled_images():
+    """An image whose colour differences repeat over 2x2 blocks (a decoded 4:2:0 JPEG): the encoder's
+    choice (payload byte 0) is parity on, and that stream is smaller than the one without."""
+    rng = np.random.default_rng(7)
+    luma = np.clip(np.cumsum(rng.integers(-6, 7, (64, 96)), axis=1) // 3 + 128, 16, 235)
+    chroma = np.repeat(np.repeat(rng.integers(-20, 21, (32, 48, 2)), 2, 0), 2, 1)
+    image = np.clip(np.stack([luma + chroma[..., 0], luma, luma + chroma[..., 1]], -1)
+                    + rng.integers(0, 2, (64, 96, 3)), 0, 255).astype(np.uint8)
+    auto, _ = coder.encode(image, PRESETS["fast"], TABLES)
+    off, _ = coder.encode(image, EngineSettings(**{**PRESETS["fast"].to_dict(), "parity": 0}), TABLES)
+    assert auto[0] == 1 and off[0] == 0 and len(auto) < len(off)
+    for payload in (auto, off):
+        assert np.array_equal(coder.decode(payload, image.shape, PRESETS["fast"], TABLES), image)
 
 
 def test_codec_round_trip_through_files_with_an_independent_reader(bundles, tmp_path):
@@ -148,6 +164,12 @@ def test_settings_and_bundles_are_checked(bundles, tmp_path):
         open_bundle(bad)
 
 
+def rls_payload_size(path: Path) -> int:
+    from trainer.codec.container import unpack
+
+    return len(unpack(path.read_bytes())[1])
+
+
 GOLDEN = {"fast": "astronaut-64x40.online-fast.pxl", "max": "astronaut-64x40.online-max.pxl"}
 DECODE_ALL = """
 import sys, numpy as np
@@ -172,12 +194,17 @@ def cpu_levels() -> list[str]:
 
 
 @pytest.mark.parametrize("level", cpu_levels())
-def test_golden_streams_decode_on_every_cpu_level_and_thread_count(level, tmp_path):
-    """The shipped online bundles' golden streams, decoded with the kernels compiled afresh for each
-    CPU target (a fresh numba cache), on 1 and 2 threads: the same pixels."""
+def test_golden_streams_decode_on_every_cpu_level_and_thread_count(level, bundles, tmp_path):
+    """The shipped online bundles' golden streams, and a least-squares stream made here (float64
+    arithmetic, where a compiler's freedom would show), decoded with the kernels compiled afresh
+    for each CPU target (a fresh numba cache), on 1 and 2 threads: the same pixels."""
     args = []
     for preset, stream in GOLDEN.items():
         args += [str(EXPECTED / stream), str(ROOT / "checkpoints" / f"pixlm-online-{preset}")]
+    rls = open_codec(bundles["rls"], progress=False, fallback=False)
+    rls.encode(EXPECTED / "astronaut-64x40.png", tmp_path / "rls.pxl")
+    assert (tmp_path / "rls.pxl").read_bytes()[-rls_payload_size(tmp_path / "rls.pxl")] == 0b11  # parity, RLS
+    args += [str(tmp_path / "rls.pxl"), str(bundles["rls"])]
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     if level != "host":
         env["NUMBA_CPU_NAME"] = level

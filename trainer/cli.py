@@ -212,6 +212,26 @@ def _failures(failed: list, total: int) -> int:
     return 0
 
 
+def _info(args) -> int:
+    """`pixlm info`: headers only, like jxlinfo (numpy and the codec's headers; no torch, no model)."""
+    import json
+
+    from trainer.codec.info import describe, stream_info
+    from trainer.errors import PixlmError
+
+    status = 0
+    for path in args.files:
+        try:
+            facts = stream_info(path.read_bytes())
+        except (OSError, PixlmError) as err:
+            print(f"pixlm: error: {path}: {err}", file=sys.stderr)
+            status = 2
+            continue
+        facts.pop("bundle_id_bytes")
+        print(json.dumps({"file": str(path), **facts}) if args.json else describe(path, facts))
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     """The `pixlm` command."""
     import argparse
@@ -282,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     online.add_argument("output", type=Path)
     online.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change one engine setting (trainer/engine/settings.py), e.g. --set stripe_rows=256")
+    info = commands.add_parser("info", help="what .pxl files hold (size, depth, bundle, metadata, bpsp), no model loaded")
+    info.add_argument("files", type=Path, nargs="+")
+    info.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
     fetch = commands.add_parser("download", help="download an image set listed in a manifest, checksum-verified")
     fetch.add_argument("manifest", help="name in data/manifests (e.g. kodak) or a manifest .json path")
     fetch.add_argument("--dest", type=Path, required=True, help="folder to write the images to")
@@ -289,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
 
     add_bench_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "info":
+        return _info(args)
     from transformers.utils import logging as hf_logging
 
     from trainer.export import export_bundle

@@ -24,6 +24,7 @@ from pathlib import Path
 from trainer.config import Adaptation
 from trainer.paths import resource
 from trainer.checksums import sha256_of
+from trainer.errors import PixlmError
 
 FORMAT_VERSION = 1  # float32 weights
 INT8_FORMAT_VERSION = 2  # adds codec.json "quantization": "int8"
@@ -42,7 +43,7 @@ MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "pi
                "special_tokens_map.json", "chat_template.jinja", "recipe.yaml", "metrics.json")
 
 
-class BundleError(ValueError):
+class BundleError(PixlmError):
     """A folder that is not a complete, untampered codec bundle."""
 
 

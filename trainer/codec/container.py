@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from trainer.codec import fallback
 from trainer.tokenize.pixels import CHANNELS
+from trainer.errors import PixlmError
 
 MAGIC = b"PXLM"
 VERSION = 2  # 2: context streams may name an adapting numeric mode (layout unchanged from 1)
@@ -38,7 +39,7 @@ MAX_SIDE = 1 << 20
 _FIXED = struct.Struct("<IIBHHBIQI")  # width, height, channels, patch h, patch w, precision, pixel crc, payload len, payload crc
 
 
-class FormatError(ValueError):
+class FormatError(PixlmError):
     """A file that is not a valid pixlm stream (truncated, corrupted or foreign)."""
 
 

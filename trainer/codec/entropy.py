@@ -16,11 +16,12 @@ import constriction
 import numpy as np
 
 from trainer.models.frequencies import quantize  # noqa: F401  (the codecs' one table maker)
+from trainer.errors import PixlmError
 
 _FAMILY = constriction.stream.model.Categorical(perfect=False)  # perfect=True is ~400x slower
 
 
-class StreamError(ValueError):
+class StreamError(PixlmError):
     """A payload that cannot be decoded."""
 
 

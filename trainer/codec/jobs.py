@@ -8,6 +8,7 @@ found here is reported before a model loads.
 """
 
 from pathlib import Path
+from trainer.errors import PixlmError
 
 STD = Path("-")  # stdin as an input, stdout as an output
 STREAM_SUFFIX = ".pxl"
@@ -16,7 +17,7 @@ IMAGE_OUT_SUFFIX = ".png"  # decoded images: PNG, unless the stream holds a TIFF
 OUT_SUFFIXES = {"png": (".png",), "tiff": (".tif", ".tiff"), "pgm": (".pgm", ".pnm"), "ppm": (".ppm", ".pnm")}
 
 
-class JobError(ValueError):
+class JobError(PixlmError):
     """Inputs or outputs that cannot be used as given."""
 
 

@@ -24,7 +24,7 @@ class OnlineCodec(StreamCodec):
         `threads`: stripes coded at once (None: one per core)."""
         super().__init__(bundle, progress, fallback)
         self.settings: EngineSettings = self.bundle.engine
-        self.numeric_mode = "online-v1-" + ("rls" if self.settings.ols else "lms")
+        self.numeric_mode = "online-v1"  # integer arithmetic, and float64 least squares in a fixed order
         self.threads = threads
         self.portable = True
 

@@ -21,9 +21,10 @@ from trainer.codec.entropy import Decoder, Encoder
 from trainer.images.files import write_file
 from trainer.images.picture import Picture, picture_bytes, plain_picture, read_picture, sample_bytes
 from trainer.tokenize.pixels import MODES
+from trainer.errors import PixlmError
 
 
-class CodecError(ValueError):
+class CodecError(PixlmError):
     """A stream that does not decode with this bundle or this machine."""
 
 
@@ -133,6 +134,13 @@ class StreamCodec:
         """Encode an image (a path, a PIL image or an (H, W, C) uint8/uint16 array) into a .pxl file;
         returns what was measured. With bits_map=True the Report also carries each subpixel's code
         length (Report.bits; plain 8-bit images). `strip` drops metadata (ICC, EXIF, XMP, text)."""
+        data, report = self.encode_bytes(source, bits_map, strip)
+        write_file(out_path, data)
+        report.path = str(out_path)
+        return report
+
+    def encode_bytes(self, source, bits_map: bool = False, strip: bool = False) -> tuple[bytes, Report]:
+        """`encode` into memory: (the .pxl bytes, what was measured)."""
         start = time.perf_counter()
         self.timing = {}
         picture = read_picture(source)
@@ -144,12 +152,11 @@ class StreamCodec:
         else:
             data, ideal_bits, representation = self._envelope(picture)
             fell_back, bits = representation == envelope.NAMES[envelope.JXL] or fallback.MODE in representation, None
-        write_file(out_path, data)
         seconds = time.perf_counter() - start
-        return Report(str(out_path), picture.width, picture.height, picture.channels, len(data), seconds,
-                      model_bpsp=ideal_bits / picture.samples.size if ideal_bits is not None else None,
-                      fallback=fell_back, timing=self._breakdown(seconds), bits=bits, depth=picture.depth,
-                      representation=representation, notes=picture.notes)
+        return data, Report("", picture.width, picture.height, picture.channels, len(data), seconds,
+                            model_bpsp=ideal_bits / picture.samples.size if ideal_bits is not None else None,
+                            fallback=fell_back, timing=self._breakdown(seconds), bits=bits, depth=picture.depth,
+                            representation=representation, notes=picture.notes)
 
     def _stream(self, image: np.ndarray, bits_map: bool = False, model: bool = True):
         """(version 2/3 stream, ideal code length in bits or None, fallback used, bits map) of an 8-bit
@@ -203,21 +210,21 @@ class StreamCodec:
         """Decode a .pxl file (checked end to end); writes the image file if out_path is given: PNG
         for version 2/3 streams, the original's format (PNG, TIFF, PNM) with its metadata for version 4."""
         start = time.perf_counter()
-        self.timing = {}
         data = Path(in_path).read_bytes()
-        if envelope.is_envelope(data):
-            picture = self._open_envelope(data)
-            samples, depth = picture.samples, picture.depth
-            if out_path is not None:
-                write_file(out_path, picture_bytes(picture))
-        else:
-            samples, depth = self._decode_stream(data), 8
-            if out_path is not None:
-                write_file(out_path, picture_bytes(plain_picture(samples)))
+        picture = self.decode_picture(data)
+        if out_path is not None:
+            write_file(out_path, picture_bytes(picture))
         seconds = time.perf_counter() - start
-        height, width, channels = samples.shape
-        return samples, Report(str(in_path), width, height, channels, len(data), seconds,
-                               timing=self._breakdown(seconds), depth=depth)
+        height, width, channels = picture.samples.shape
+        return picture.samples, Report(str(in_path), width, height, channels, len(data), seconds,
+                                       timing=self._breakdown(seconds), depth=picture.depth)
+
+    def decode_picture(self, data: bytes) -> Picture:
+        """The picture of .pxl bytes: samples at full depth with the original's format and metadata."""
+        self.timing = {}
+        if envelope.is_envelope(data):
+            return self._open_envelope(data)
+        return plain_picture(self._decode_stream(data))
 
     def _decode_stream(self, data: bytes) -> np.ndarray:
         """The pixels of a version 1-3 stream, every check passed (the pixel CRC last)."""

@@ -2,19 +2,22 @@
 
 An image is cut into stripes of `stripe_rows` rows (the bundle's setting; 0: one stripe), each
 coded from a fresh state by its own range coder, so stripes are coded on separate threads (the
-compiled kernel releases the GIL). Payload: for every stripe but the last, its byte length
-(4 bytes, big-endian), then the stripes' bytes in order.
+compiled kernel releases the GIL). Payload: one byte of the encoder's choices (bit 0: parity
+contexts, bit 1: least squares), for every stripe but the last its byte length (4 bytes,
+big-endian), then the stripes' bytes in order.
 """
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 
 from trainer.engine import kernel, rangecoder
 from trainer.engine.settings import EngineSettings
+from trainer.errors import PixlmError
 
 
-class PayloadError(ValueError):
+class PayloadError(PixlmError):
     """A payload whose stripe layout does not fit the image."""
 
 
@@ -30,11 +33,42 @@ def _map(fn, items, threads: int | None):
         return list(pool.map(fn, items))
 
 
+SAMPLE_ROWS = 128  # rows the encoder codes every way it may choose, to choose
+
+
+def choices(settings: EngineSettings) -> list[EngineSettings]:
+    """The settings the encoder may pick from: each "2" (auto) of `ols` and `parity` tried both ways."""
+    return [replace(settings, ols=ols, parity=parity)
+            for ols in ((0, 1) if settings.ols == 2 else (settings.ols,))
+            for parity in ((0, 1) if settings.parity == 2 else (settings.parity,))]
+
+
+def choose(image: np.ndarray, settings: EngineSettings, tables: dict, threads: int | None = None) -> EngineSettings:
+    """What to code this image with: the only choice, or the one that codes the image's middle
+    rows smallest. Only the encoder chooses; the payload's first byte records it."""
+    options = choices(settings)
+    if len(options) == 1:
+        return options[0]
+    middle = image.shape[0] // 2
+    sample = np.ascontiguousarray(image[max(0, middle - SAMPLE_ROWS // 2):middle + SAMPLE_ROWS // 2])
+    sizes = _map(lambda option: len(_encode(sample, replace(option, stripe_rows=0), tables, 1, None)[0]),
+                 options, threads)
+    return options[int(np.argmin(sizes))]
+
+
 def encode(image: np.ndarray, settings: EngineSettings, tables: dict, threads: int | None = None,
            lengths: np.ndarray | None = None) -> tuple[bytes, float]:
     """(payload, ideal code length in bits) of an (H, W, C) uint8 image; `lengths` (H, W, C)
     float32, if given, receives each subpixel's code length."""
-    image = np.ascontiguousarray(image)
+    # one compiled signature for both directions: a C-contiguous, writable uint8 array (a PIL
+    # image's or a memory map's read-only view is copied)
+    image = np.require(image, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
+    chosen = choose(image, settings, tables, threads)
+    payload, ideal = _encode(image, chosen, tables, threads, lengths)
+    return bytes([chosen.parity | chosen.ols << 1]) + payload, ideal
+
+
+def _encode(image, settings: EngineSettings, tables: dict, threads, lengths) -> tuple[bytes, float]:
     params = settings.as_array()
     keep = lengths if lengths is not None else np.zeros((1, 1, 1), dtype=np.float32)
     none64, none8 = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.uint8)
@@ -54,6 +88,10 @@ def encode(image: np.ndarray, settings: EngineSettings, tables: dict, threads: i
 def decode(payload: bytes, shape: tuple[int, int, int], settings: EngineSettings, tables: dict,
            threads: int | None = None) -> np.ndarray:
     image = np.zeros(shape, dtype=np.uint8)
+    chosen = {bytes([option.parity | option.ols << 1]): option for option in choices(settings)}
+    if payload[:1] not in chosen:
+        raise PayloadError("the payload's first byte is not a choice this bundle's encoder makes")
+    settings, payload = chosen[payload[:1]], payload[1:]
     parts = stripes(shape[0], settings)
     head = 4 * (len(parts) - 1)
     sizes = [int.from_bytes(payload[4 * i:4 * i + 4], "big") for i in range(len(parts) - 1)]

@@ -9,16 +9,17 @@ Per subpixel (raster order, channels in order; every channel of a pixel sees the
    W + N - NW, gradient extensions, NE, and for the second and third channels the same
    neighbourhood shifted by the already-coded channels' local differences, and those channels
    plus their mean difference to this one around the pixel).
-2. A blend weighted by each predictor's recent error around the pixel (N, W, NW, NE), as in
-   JPEG-XL's self-correcting weighted predictor: the predictor that did well here leads.
+2. A blend weighted by each predictor's recent error around the pixel (N, W, NW, NE, and WW, NN),
+   as in JPEG-XL's self-correcting weighted predictor: the predictor that did well here leads.
 3. A learned correction on top: normalized LMS (integer) or, in the `max` preset, recursive least
    squares (float64) over the sub-predictions' deviations from the blend and the previous
-   channels' residuals at this pixel, one weight set per channel and error-energy class.
-4. A bias correction per small context (CALIC's error feedback).
-5. A discretized logistic around the prediction. Its scale: the context's running mean |residual|
-   (context: channel, local error energy, brightness), moved by the best of five neighbouring
+   channels' residuals at this pixel, one weight set per channel and error-energy class (the
+   LMS also per pixel-position parity, with `parity`).
+4. A discretized logistic around the prediction. Its scale: the context's running mean |residual|
+   (context: channel, local error energy, brightness, and with `parity` whether x and y are odd:
+   chroma-subsampled sources repeat every 2 pixels), moved by the best of five neighbouring
    scales by their running code lengths. The 16-bit CDF comes from the bundle's tables.
-6. Range coding of the value (trainer.engine.rangecoder).
+5. Range coding of the value (trainer.engine.rangecoder).
 
 Exactness: everything but the least-squares stage is integer arithmetic. The least squares run in
 float64 with every operation in a fixed order, compiled without fast-math (no reassociation, no
@@ -39,8 +40,8 @@ NU = K + 2  # inputs of the learned correction
 NJ = 5  # candidate scales of the scale search
 FREQ_TOTAL = 1 << rc.TOTAL_BITS
 # indices into the settings array (trainer.engine.settings.EngineSettings field order)
-(LMS_SHIFT, WEIGHT_SETS, OLS, OLS_INTERVAL, OLS_DECAY, OLS_RIDGE, BIAS_LIMIT, ENERGY_CHANNEL, ENERGY_BEST,
- ENERGY_FAR, SCALE_ADAPT, SCALE_INIT, INTENSITY_BITS, SCALE_STEP, SCALE_SEARCH, STRIPE_ROWS) = range(16)
+(LMS_SHIFT, WEIGHT_SETS, OLS, OLS_INTERVAL, OLS_DECAY, OLS_RIDGE, ENERGY_CHANNEL, ENERGY_BEST, ENERGY_FAR,
+ SCALE_ADAPT, SCALE_INIT, INTENSITY_BITS, SCALE_STEP, SCALE_SEARCH, STRIPE_ROWS, BLEND_FAR, PARITY) = range(17)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -105,7 +106,7 @@ def _round_div(s, n):
 @numba.njit(cache=True, nogil=True)
 def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges, code_length, p, lengths):
     """Code rows y0..y1-1 of `image` (H, W, C uint8) as an independent stripe (fresh state), or
-    decode them into it. Returns the ideal code length in 1/256 bit. `lengths` (H, W, C) float32,
+    decode them into it. `p[OLS]` and `p[PARITY]` are 0 or 1 here (the coder resolves "auto"). Returns the ideal code length in 1/256 bit. `lengths` (H, W, C) float32,
     or any array of size 1, receives each subpixel's code length in bits."""
     width, channels = image.shape[1], image.shape[2]
     n_scales = cdf.shape[0]
@@ -119,21 +120,20 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
     V = np.full((3, cols, channels), 128, dtype=np.int64)
     err = np.zeros((3, cols, channels, K), dtype=np.int64)
     fin = np.zeros((3, cols, channels), dtype=np.int64)
-    # contexts: running mean |residual| (x16) per channel, energy bucket and brightness; bias sums
+    # contexts: running mean |residual| (x16) per channel, energy bucket, brightness and parity
     n_light = 1 << p[INTENSITY_BITS]
-    mean_abs = np.zeros((channels, nb, n_light), dtype=np.int64)
+    NP = 4 if p[PARITY] > 0 else 1
+    mean_abs = np.zeros((channels, nb, n_light, NP), dtype=np.int64)
     for b in range(nb):
-        mean_abs[:, b, :] = ((edges[b - 1] if b > 0 else 0) * p[SCALE_INIT]) >> 4
-    bias_sum = np.zeros((channels, nb, 16), dtype=np.int64)
-    bias_cnt = np.zeros((channels, nb, 16), dtype=np.int64)
-    search = np.zeros((channels, nb, NJ), dtype=np.int64)
+        mean_abs[:, b, :, :] = ((edges[b - 1] if b > 0 else 0) * p[SCALE_INIT]) >> 4
+    search = np.zeros((channels, nb, NP, NJ), dtype=np.int64)
     preds = np.zeros(K, dtype=np.int64)
     u = np.zeros(NU, dtype=np.int64)
     residual = np.zeros(channels, dtype=np.int64)  # this pixel's residuals of the channels coded
-    lms = np.zeros((channels * ns, NU), dtype=np.int64)
-    ols_R = np.zeros((channels * ns, NU, NU))
-    ols_r = np.zeros((channels * ns, NU))
-    ols_w = np.zeros((channels * ns, NU))
+    lms = np.zeros((channels * ns * NP, NU), dtype=np.int64)
+    ols_R = np.zeros((channels * ns * NP, NU, NU))
+    ols_r = np.zeros((channels * ns * NP, NU))
+    ols_w = np.zeros((channels * ns * NP, NU))
     ols_L = np.zeros((NU, NU))
     ols_z = np.zeros(NU)
     ols_x = np.zeros(NU)
@@ -152,6 +152,7 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                     err[r0, i, c, k] = 0
         for x in range(width):
             X = x + PAD
+            par = (x & 1) | ((y & 1) << 1)
             for c in range(channels):
                 n, w, nw, ne = V[r1, X, c], V[r0, X - 1, c], V[r1, X - 1, c], V[r1, X + 1, c]
                 nn, ww, nne = V[r2, X, c], V[r0, X - 2, c], V[r2, X + 1, c]
@@ -191,6 +192,8 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                 total, acc, best = 0, 0, np.int64(1) << 40
                 for k in range(K):
                     e = err[r1, X, c, k] + err[r0, X - 1, c, k] + err[r1, X - 1, c, k] + err[r1, X + 1, c, k]
+                    if p[BLEND_FAR]:
+                        e += err[r0, X - 2, c, k] + err[r2, X, c, k]
                     best = min(best, e)
                     weight = (np.int64(1) << 40) // ((e + 8) * (e + 8))
                     total += weight
@@ -204,7 +207,7 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                 energy += ((fin[r2, X, c] + fin[r0, X - 2, c] + fin[r1, X + 2, c]) * p[ENERGY_FAR]) >> 4
                 bucket = _bucket(energy, edges)
                 # learned correction of the blend
-                wset = c * ns + (bucket * ns) // nb
+                wset = (c * ns + (bucket * ns) // nb) * NP + (par if NP > 1 and not use_ols else 0)
                 for k in range(K):
                     u[k] = preds[k] - blend
                 u[K] = residual[c - 1] if c >= 1 else 0
@@ -223,19 +226,13 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                         norm += u[k] * u[k]
                         dot += lms[wset, k] * u[k]
                     blend = base + (dot >> 14)
-                # bias correction: context = energy bucket x where N, W, NW, NE lie against the blend
-                texture = ((n << SH) > blend) + 2 * ((w << SH) > blend) + 4 * ((nw << SH) > blend) \
-                    + 8 * ((ne << SH) > blend)
-                count = bias_cnt[c, bucket, texture]
-                bias = 0
-                if count > 0:
-                    bias = max(-p[BIAS_LIMIT], min(p[BIAS_LIMIT], _round_div(bias_sum[c, bucket, texture], count)))
-                mu = max(0, min(255 << SH, blend + bias))
+                mu = max(0, min(255 << SH, blend))
                 # the scale: the context's mean |residual|, shifted by the best candidate so far
                 light = mu >> (SH + 8 - p[INTENSITY_BITS])
-                m = min(mean_abs[c, bucket, light] >> 4, scale_of.shape[0] - 1)
+                pp = par if NP > 1 else 0
+                m = min(mean_abs[c, bucket, light, pp] >> 4, scale_of.shape[0] - 1)
                 row = scale_of[m]
-                costs = search[c, bucket]
+                costs = search[c, bucket, pp]
                 pick = NJ >> 1
                 for j in range(NJ):
                     if costs[j] < costs[pick]:
@@ -272,16 +269,11 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                 a = abs(v16 - mu)
                 fin[r0, X, c] = a
                 residual[c] = v16 - mu
-                mean_abs[c, bucket, light] += ((a << 4) - mean_abs[c, bucket, light]) >> p[SCALE_ADAPT]
+                mean_abs[c, bucket, light, pp] += ((a << 4) - mean_abs[c, bucket, light, pp]) >> p[SCALE_ADAPT]
                 for j in range(NJ):
                     cand = cdf[max(0, min(n_scales - 1, row + (j - (NJ >> 1)) * p[SCALE_STEP]))]
                     f = _cum(cand, offset, mu, v + 1) - _cum(cand, offset, mu, v)
                     costs[j] += code_length[f] - (costs[j] >> p[SCALE_SEARCH])
-                bias_sum[c, bucket, texture] += v16 - blend
-                bias_cnt[c, bucket, texture] += 1
-                if bias_cnt[c, bucket, texture] >= 64:
-                    bias_sum[c, bucket, texture] >>= 1  # an arithmetic shift: the same on every machine
-                    bias_cnt[c, bucket, texture] >>= 1
                 if use_ols:
                     target = (v16 - base) * 0.0625
                     for i in range(NU):

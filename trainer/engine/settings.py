@@ -1,18 +1,19 @@
 """The online engine's settings: what an online bundle's codec.json holds under "engine".
 
 Every setting is an integer the compiled kernel reads from one int64 array (`as_array`), in the
-order of the fields below. Presets: `fast` (normalized LMS on the sub-predictors, ~5 M subpixels/s
-on one core) and `max` (recursive least squares in float64 instead, ~1.3 M/s, ~0.5 % fewer bits).
-Values were chosen on held-out photos and camera crops, never on Kodak
-(`benchmarks/studies/engine_study.py`).
+order of the fields below. Presets: `fast` (normalized LMS on the sub-predictors, ~4 M subpixels/s
+on one core) and `max` (recursive least squares in float64 instead, ~1 M/s, fewer bits). Values
+were chosen on held-out photos and camera crops, never on Kodak
+(`benchmarks/studies/engine_study.py`, benchmarks/EXPERIMENTS.md).
 """
 
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+from trainer.errors import PixlmError
 
 
-class EngineSettingsError(ValueError):
+class EngineSettingsError(PixlmError):
     """codec.json's engine settings are not ones this engine runs."""
 
 
@@ -20,11 +21,10 @@ class EngineSettingsError(ValueError):
 class EngineSettings:
     lms_shift: int = 6  # NLMS step 2**-lms_shift
     weight_sets: int = 2  # LMS/RLS weight sets per channel, chosen by the local error energy
-    ols: int = 0  # 1: recursive least squares (float64, Cholesky) replaces the NLMS
+    ols: int = 0  # 1: recursive least squares (float64, Cholesky) replaces the NLMS; 2: the encoder chooses
     ols_interval: int = 2  # solve every n pixels
     ols_decay_shift: int = 11  # forgetting factor 1 - 2**-s
     ols_ridge: int = 10  # ridge, in hundredths
-    bias_limit: int = 64  # largest bias correction, in 1/16 pixel
     energy_channel: int = 2  # weight of the pixel's previous channel's error in the energy
     energy_best: int = 4  # weight (/16) of the best sub-predictor's local error
     energy_far: int = 12  # weight (/16) of the errors at NN, WW, NEE
@@ -34,13 +34,18 @@ class EngineSettings:
     scale_step: int = 2  # table rows between the candidate scales of the scale search
     scale_search_shift: int = 7  # the candidates' running code lengths forget with rate 2**-s
     stripe_rows: int = 512  # rows of independent stripes coded in parallel (0: whole image)
+    blend_far: int = 1  # 1: the blend weighs each predictor's errors at WW and NN too
+    # Contexts per pixel-position parity (x and y odd or even): chroma-subsampled sources (camera
+    # JPEGs, Photo CD) repeat every 2 pixels. 0: never, 1: always, 2: the encoder tries both on
+    # the image's middle rows and the payload's first byte records which (as for `ols: 2`).
+    parity: int = 2
 
     def __post_init__(self):
-        limits = {"lms_shift": (1, 20), "weight_sets": (1, 8), "ols": (0, 1), "ols_interval": (1, 64),
-                  "ols_decay_shift": (4, 20), "ols_ridge": (1, 10000), "bias_limit": (0, 4096),
+        limits = {"lms_shift": (1, 20), "weight_sets": (1, 8), "ols": (0, 2), "ols_interval": (1, 64),
+                  "ols_decay_shift": (4, 20), "ols_ridge": (1, 10000),
                   "energy_channel": (0, 16), "energy_best": (0, 64), "energy_far": (0, 64),
                   "scale_adapt_shift": (1, 12), "scale_init": (1, 256), "intensity_bits": (0, 6),
-                  "scale_step": (0, 16), "scale_search_shift": (1, 16), "stripe_rows": (0, 1 << 20)}
+                  "scale_step": (0, 16), "scale_search_shift": (1, 16), "stripe_rows": (0, 1 << 20), "blend_far": (0, 1), "parity": (0, 2)}
         for name, (low, high) in limits.items():
             value = getattr(self, name)
             if not isinstance(value, int) or not low <= value <= high:
@@ -63,4 +68,4 @@ class EngineSettings:
         return np.array([getattr(self, f.name) for f in fields(self)], dtype=np.int64)
 
 
-PRESETS = {"fast": EngineSettings(), "max": EngineSettings(ols=1)}
+PRESETS = {"fast": EngineSettings(), "max": EngineSettings(ols=2)}

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from trainer.images import png, pnm, tiff
+from trainer.errors import PixlmError
 
 LAYOUTS = ("L", "LA", "RGB", "RGBA", "P")  # P: palette indices, the palette in a PLTE chunk
 
 
-class ImageModeError(ValueError):
+class ImageModeError(PixlmError):
     """An image pixlm cannot code exactly (or not at all): one line saying why."""
 
 

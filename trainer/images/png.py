@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+from trainer.errors import PixlmError
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # colour type -> (layout, channels); 3 is palette: one channel of indices
@@ -26,7 +27,7 @@ IDAT = b"IDAT"  # in a chunk list: where the image data goes (its bytes are not 
 PIXEL_MEANING = {b"tRNS"}
 
 
-class PngError(ValueError):
+class PngError(PixlmError):
     """A PNG that cannot be read at full fidelity (corrupt, animated, or with unknown critical chunks)."""
 
 

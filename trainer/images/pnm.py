@@ -4,11 +4,12 @@ to 8 bits). Samples above 255 are two bytes, big-endian, as the format says."""
 import re
 
 import numpy as np
+from trainer.errors import PixlmError
 
 _HEADER = re.compile(rb"(P[56])(?:\s|#[^\n]*\n)+(\d+)(?:\s|#[^\n]*\n)+(\d+)(?:\s|#[^\n]*\n)+(\d+)\s")
 
 
-class PnmError(ValueError):
+class PnmError(PixlmError):
     """A PNM file pixlm cannot read exactly."""
 
 

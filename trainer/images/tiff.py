@@ -7,6 +7,7 @@ import base64
 import io
 
 import numpy as np
+from trainer.errors import PixlmError
 
 # tag code -> name: the tags a decoded TIFF gets back (their values as tifffile reads them)
 KEPT = {270: "ImageDescription", 305: "Software", 306: "DateTime", 315: "Artist", 33432: "Copyright",
@@ -16,7 +17,7 @@ STRUCTURE = {254, 256, 257, 258, 259, 262, 273, 274, 277, 278, 279, 284, 292, 29
              339, 284, 266, 297, 320}
 
 
-class TiffError(ValueError):
+class TiffError(PixlmError):
     """A TIFF pixlm cannot code exactly."""
 
 

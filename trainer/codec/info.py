@@ -1,0 +1,81 @@
+"""What a .pxl stream holds, read from its headers alone (`pixlm info`, `api.info`): no model is
+loaded and no payload decoded, like `jxlinfo`. Every header and its CRCs are checked."""
+
+import json
+from pathlib import Path
+
+from trainer.codec import envelope
+from trainer.codec.bundle import MANIFEST_FILE, RETIRED, bundle_search_path
+from trainer.codec.container import unpack
+
+MODE_NAMES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+def _bundle_of(bundle_id: bytes) -> dict:
+    """The known bundle a stream names: its folder and name (manifests only, nothing loaded)."""
+    prefix = bundle_id.hex()
+    if prefix[:16] in RETIRED:
+        name, release = RETIRED[prefix[:16]]
+        return {"bundle": None, "bundle_name": name, "bundle_note": f"retired; pixlm {release} decodes it"}
+    for root in bundle_search_path():
+        for manifest in sorted(root.rglob(MANIFEST_FILE)) if root.is_dir() else []:
+            try:
+                claimed = json.loads(manifest.read_text()).get("bundle_id", "")
+            except ValueError:
+                continue
+            if claimed.startswith(prefix):
+                kind = {}
+                try:
+                    codec = json.loads((manifest.parent / "codec.json").read_text())
+                    kind = {"bundle_kind": codec.get("kind") or ("context" if "adaptation" in codec
+                                                                  or codec.get("quantization") == "integer" else "lm")}
+                except (OSError, ValueError):
+                    pass
+                return {"bundle": str(manifest.parent), "bundle_name": manifest.parent.name, **kind}
+    return {"bundle": None, "bundle_name": None, "bundle_note": "not in the bundle search path"}
+
+
+def stream_info(data: bytes) -> dict:
+    """A dict of the stream's facts; FormatError (one line) for anything that is not a valid header."""
+    if envelope.is_envelope(data):
+        env = envelope.unpack(data)
+        entries = dict(env.entries)
+        fmt = json.loads(entries.get(b"FMT ", b"{}") or b"{}")
+        inner = unpack(env.parts[0])[0] if env.representation != envelope.JXL else None
+        out = {"format_version": envelope.VERSION, "bundle_id_bytes": env.bundle_id,
+               "representation": envelope.NAMES[env.representation],
+               "numeric_mode": inner.numeric_mode if inner else "jpegxl-lossless",
+               "width": env.width, "height": env.height, "channels": env.channels,
+               "mode": MODE_NAMES.get(env.channels, "?"), "depth": env.depth,
+               "file_format": fmt.get("format"), "layout": fmt.get("layout"),
+               "metadata": sorted({tag.decode("latin-1").strip() for tag, _ in env.entries[1:]}
+                                  - {"IHDR", "IDAT", "IEND"}),
+               "payload_bytes": sum(len(p) for p in env.parts), "precision": inner.precision if inner else None}
+    else:
+        header, payload = unpack(data)
+        out = {"format_version": data[4], "bundle_id_bytes": header.bundle_id,
+               "representation": "fallback" if data[4] == 3 else "model", "numeric_mode": header.numeric_mode,
+               "width": header.width, "height": header.height, "channels": header.channels,
+               "mode": header.mode, "depth": 8,
+               "file_format": "png", "layout": header.mode, "metadata": [], "payload_bytes": len(payload),
+               "precision": header.precision}
+    subpixels = out["width"] * out["height"] * out["channels"]
+    out |= {"bundle_id": out["bundle_id_bytes"].hex(), "file_bytes": len(data),
+            "bpsp": 8 * len(data) / subpixels if subpixels else None, **_bundle_of(out["bundle_id_bytes"])}
+    return out
+
+
+def describe(path: Path, facts: dict) -> str:
+    """`pixlm info`'s text: one fact a line."""
+    name = facts["bundle_name"] or "unknown bundle"
+    lines = [f"{path}: pixlm stream, format version {facts['format_version']} ({facts['representation']})",
+             f"  image:     {facts['width']}x{facts['height']}, {facts['mode']}, {facts['depth']} bits per sample"
+             + (f", written back as {facts['file_format']}" if facts.get("file_format") else ""),
+             f"  bundle:    {name} (id {facts['bundle_id']})" + (f", {facts['bundle_note']}" if facts.get("bundle_note")
+                                                                 else ""),
+             f"  numeric:   {facts['numeric_mode']}" + (f", precision {facts['precision']} bits" if facts['precision']
+                                                        else ""),
+             f"  metadata:  {', '.join(facts['metadata']) or 'none'}",
+             f"  size:      {facts['file_bytes']:,} bytes (payload {facts['payload_bytes']:,}), "
+             + (f"{facts['bpsp']:.4f} bits per subpixel" if facts["bpsp"] is not None else "")]
+    return "\n".join(lines)
