@@ -118,6 +118,29 @@ def test_codec_round_trip_through_files_with_an_independent_reader(bundles, tmp_
         assert np.array_equal(imagecodecs.png_decode((tmp_path / f"{name}.png").read_bytes()), image)
 
 
+def test_the_jpegxl_fallback_keeps_the_smaller_stream_and_decodes_exactly(bundles, tmp_path):
+    """A flat synthetic image (a screenshot's few colours): JPEG-XL codes it in a fraction of the
+    engine's bits, so the `fast` bundle's stream is the JPEG-XL one (version 3), decoded exactly;
+    a damaged JPEG-XL payload is refused in one line."""
+    from trainer.codec.container import pack, unpack
+
+    image = np.full((48, 64, 3), 240, np.uint8)
+    image[8:20, 4:60] = (20, 90, 200)
+    image[30:44, 10:30] = (250, 30, 30)
+    codec = open_codec(bundles["fast"], progress=False)
+    report = codec.encode(image, tmp_path / "flat.pxl")
+    assert report.representation == "jpegxl-lossless" and report.fallback
+    model_only = open_codec(bundles["fast"], progress=False, fallback=False).encode(image, tmp_path / "m.pxl")
+    assert report.file_bytes < model_only.file_bytes
+    decoded, _ = codec.decode(tmp_path / "flat.pxl")
+    assert np.array_equal(decoded, image)
+    header, payload = unpack((tmp_path / "flat.pxl").read_bytes())
+    (tmp_path / "bad.pxl").write_bytes(pack(header, payload[:len(payload) // 2]))
+    with pytest.raises(CodecError, match="damaged payload"):
+        codec.decode(tmp_path / "bad.pxl", tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
+
+
 def test_damaged_payloads_are_refused_in_one_line(bundles, tmp_path):
     """Flipped bytes, a truncated payload, a stripe table beyond the payload: a CodecError (pixel
     CRC or layout), never a crash, a hang or a written file."""

@@ -1,3 +1,3 @@
 """pixlm: causal models as lossless image codecs (see README.md)."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

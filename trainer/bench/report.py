@@ -173,6 +173,7 @@ def write_plots(report: dict, out: Path) -> list[Path]:
 def _coded_as(rec: dict) -> str:
     """How a bundle's stream holds the image, where it is not the model's own version 2 stream."""
     representation = rec.get("representation", "webp-lossless" if rec.get("fallback") else "model")
-    names = {"model": "", "webp-lossless": " (WebP fallback)", "jxl": " (JPEG-XL part)",
+    names = {"model": "", "webp-lossless": " (WebP fallback)", "jpegxl-lossless": " (JPEG-XL fallback)",
+             "jxl": " (JPEG-XL part)",
              "split16": " (model high bytes)", "planes": " (model, with metadata)"}
     return names.get(representation, f" ({representation})")

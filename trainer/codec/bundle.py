@@ -192,13 +192,10 @@ def bundle_search_path() -> list[Path]:
     return extra + [resource("checkpoints")]
 
 
-def find_bundle(bundle_id: bytes) -> Bundle:
-    """The bundle (below the search path) whose id starts with the stream's 16 bytes."""
+def bundle_folder(bundle_id: bytes) -> Path | None:
+    """The folder below the search path whose manifest's id starts with a stream's 16 bytes (read
+    from manifests only: nothing is verified or loaded), or None."""
     prefix = bundle_id.hex()
-    if prefix[:16] in RETIRED:
-        name, release = RETIRED[prefix[:16]]
-        raise BundleError(f"this stream was made with {name}, retired; pixlm {release} is the last release "
-                          f"that decodes it (git checkout v{release})")
     for root in bundle_search_path():
         for manifest in sorted(root.rglob(MANIFEST_FILE)) if root.is_dir() else []:
             try:
@@ -206,6 +203,19 @@ def find_bundle(bundle_id: bytes) -> Bundle:
             except ValueError:
                 continue
             if claimed.startswith(prefix):
-                return open_bundle(manifest.parent)
-    raise BundleError(f"no bundle with id {prefix} in {', '.join(map(str, bundle_search_path()))}; "
-                      "pass --bundle DIR or add its folder to PIXLM_BUNDLES")
+                return manifest.parent
+    return None
+
+
+def find_bundle(bundle_id: bytes) -> Bundle:
+    """The bundle (below the search path) whose id starts with the stream's 16 bytes, verified."""
+    prefix = bundle_id.hex()
+    if prefix[:16] in RETIRED:
+        name, release = RETIRED[prefix[:16]]
+        raise BundleError(f"this stream was made with {name}, retired; pixlm {release} is the last release "
+                          f"that decodes it (git checkout v{release})")
+    folder = bundle_folder(bundle_id)
+    if folder is None:
+        raise BundleError(f"no bundle with id {prefix} in {', '.join(map(str, bundle_search_path()))}; "
+                          "pass --bundle DIR or add its folder to PIXLM_BUNDLES")
+    return open_bundle(folder)

@@ -14,8 +14,8 @@ Layout (little-endian; spec also in docs/FORMAT.md):
     .       8     payload length in bytes
     .       4     CRC32 of the payload
     .       4     CRC32 of every header byte before this field
-    .       ...   payload (32-bit words of the range coder; lossless WebP where the numeric mode
-                  is "webp-lossless", trainer.codec.fallback)
+    .       ...   payload (32-bit words of the range coder; lossless WebP or JPEG-XL where the
+                  numeric mode is "webp-lossless" or "jpegxl-lossless", trainer.codec.fallback)
 
 Parsing checks magic, version, header CRC, field ranges, mode/channels agreement, payload length
 and payload CRC before any model runs; the pixel CRC is checked after decoding.
@@ -65,7 +65,7 @@ def _short_text(value: str) -> bytes:
 
 
 def pack(header: Header, payload: bytes) -> bytes:
-    version = FALLBACK_VERSION if header.numeric_mode == fallback.MODE else VERSION
+    version = FALLBACK_VERSION if header.numeric_mode in fallback.MODES else VERSION
     body = (MAGIC + bytes([version]) + header.bundle_id + _short_text(header.numeric_mode) + _short_text(header.mode)
             + _FIXED.pack(header.width, header.height, header.channels, header.patch_height, header.patch_width,
                           header.precision, header.pixel_crc, len(payload), zlib.crc32(payload)))
@@ -105,7 +105,7 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     header = Header(data[5:21], texts[0], texts[1], width, height, channels, ph, pw, precision, pixel_crc)
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE and 0 < ph and 0 < pw and 8 <= precision <= 24
             and CHANNELS.get(header.mode) == channels
-            and (data[4] == FALLBACK_VERSION) == (header.numeric_mode == fallback.MODE)
+            and (data[4] == FALLBACK_VERSION) == (header.numeric_mode in fallback.MODES)
             and (data[4] != FALLBACK_VERSION or max(width, height) <= fallback.MAX_SIDE)):
         raise FormatError("invalid header fields")
     # Every coded symbol costs at least -log2(1 - 255 / 2**precision) bits (each of the 256 values keeps a

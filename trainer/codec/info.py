@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from trainer.codec import envelope
-from trainer.codec.bundle import MANIFEST_FILE, RETIRED, bundle_search_path
+from trainer.codec.bundle import RETIRED, bundle_folder
 from trainer.codec.container import unpack
 
 MODE_NAMES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
@@ -17,21 +17,16 @@ def _bundle_of(bundle_id: bytes) -> dict:
     if prefix[:16] in RETIRED:
         name, release = RETIRED[prefix[:16]]
         return {"bundle": None, "bundle_name": name, "bundle_note": f"retired; pixlm {release} decodes it"}
-    for root in bundle_search_path():
-        for manifest in sorted(root.rglob(MANIFEST_FILE)) if root.is_dir() else []:
-            try:
-                claimed = json.loads(manifest.read_text()).get("bundle_id", "")
-            except ValueError:
-                continue
-            if claimed.startswith(prefix):
-                kind = {}
-                try:
-                    codec = json.loads((manifest.parent / "codec.json").read_text())
-                    kind = {"bundle_kind": codec.get("kind") or ("context" if "adaptation" in codec
-                                                                  or codec.get("quantization") == "integer" else "lm")}
-                except (OSError, ValueError):
-                    pass
-                return {"bundle": str(manifest.parent), "bundle_name": manifest.parent.name, **kind}
+    folder = bundle_folder(bundle_id)
+    if folder is not None:
+        kind = {}
+        try:
+            codec = json.loads((folder / "codec.json").read_text())
+            kind = {"bundle_kind": codec.get("kind") or ("context" if "adaptation" in codec
+                                                          or codec.get("quantization") == "integer" else "lm")}
+        except (OSError, ValueError):
+            pass
+        return {"bundle": str(folder), "bundle_name": folder.name, **kind}
     return {"bundle": None, "bundle_name": None, "bundle_note": "not in the bundle search path"}
 
 

@@ -34,6 +34,16 @@ class OnlineCodec(StreamCodec):
 
         return self.threads or os.cpu_count() or 1
 
+    def _fallbacks(self, model: bool = True) -> list:
+        from functools import partial
+
+        from trainer.codec import fallback
+
+        out = [(fallback.MODE, fallback.encode)] if self.settings.fallback_webp or not model else []
+        if self.settings.fallback_jxl:
+            out.append((fallback.JXL_MODE, partial(fallback.encode_jxl, effort=self.settings.fallback_jxl)))
+        return out
+
     def _code(self, image: np.ndarray, bits: np.ndarray | None) -> tuple[bytes, float]:
         return self._timed("engine", coder.encode, image, self.settings, self.model, self.threads, bits)
 

@@ -46,7 +46,7 @@ class Report:
     # subpixel under the integer tables actually coded, at its pixel position (header/flush not included)
     bits: np.ndarray | None = field(default=None, repr=False, compare=False)
     depth: int = 8  # bits per sample of the image (bpsp counts bits per sample at this depth)
-    representation: str = "model"  # model, webp-lossless, or (version 4) planes / split16 / jxl
+    representation: str = "model"  # model, webp-lossless, jpegxl-lossless, or (version 4) planes / split16 / jxl
     notes: list = field(default_factory=list)  # what the input held that the stream does not carry
 
     @property
@@ -66,10 +66,10 @@ class Report:
         line = f"{self.path}: {self.width}x{self.height}x{self.channels}{depth}, {self.file_bytes} bytes, {self.bpsp:.4f} bpsp"
         if self.model_bpsp is not None:
             line += f" (ideal code length {self.model_bpsp:.4f} bpsp, overhead {100 * self.overhead:.2f}%)"
-        if self.representation not in ("model", fallback.MODE):
+        if self.representation not in ("model", *fallback.MODES):
             line += f", coded as {self.representation}"
         elif self.fallback:
-            line += ", lossless WebP: smaller than the model's stream"
+            line += f", {self.representation}: smaller than the model's stream"
         line += f", {verb} {self.seconds:.2f} s, {self.subpixels / self.seconds:,.0f} subpixels/s"
         if self.timing:  # where the time went: model, quantize (frequency tables), coder, other (Python, I/O)
             line += " [" + ", ".join(f"{k} {v:.1f} s" for k, v in self.timing.items()) + "]"
@@ -148,10 +148,11 @@ class StreamCodec:
             picture = picture.stripped()
         if picture.plain:  # an 8-bit image and nothing else: a version 2/3 stream
             data, ideal_bits, fell_back, bits = self._stream(picture.samples, bits_map)
-            representation = fallback.MODE if fell_back else "model"
+            representation = unpack(data)[0].numeric_mode if fell_back else "model"
         else:
             data, ideal_bits, representation = self._envelope(picture)
-            fell_back, bits = representation == envelope.NAMES[envelope.JXL] or fallback.MODE in representation, None
+            fell_back = representation == envelope.NAMES[envelope.JXL] or any(m in representation for m in fallback.MODES)
+            bits = None
         seconds = time.perf_counter() - start
         return data, Report("", picture.width, picture.height, picture.channels, len(data), seconds,
                             model_bpsp=ideal_bits / picture.samples.size if ideal_bits is not None else None,
@@ -168,15 +169,21 @@ class StreamCodec:
             bits = np.zeros(image.shape, dtype=np.float32) if bits_map else None
             payload, ideal_bits = self._code(image, bits)
             numeric_mode = self.numeric_mode
-        if self.fallback or not model:
-            webp = self._timed("fallback", fallback.encode, image)
-            if webp is not None and (payload is None or len(webp) < len(payload)):
-                payload, numeric_mode = webp, fallback.MODE
+        if (self.fallback or not model) and max(height, width) <= fallback.MAX_SIDE:
+            for mode, encode in self._fallbacks(model):
+                other = self._timed("fallback", encode, image)
+                if other is not None and (payload is None or len(other) < len(payload)):
+                    payload, numeric_mode = other, mode
         if payload is None:
             raise CodecError(f"{width}x{height}: lossless WebP cannot hold this image and no model was to code it")
         header = Header(self.short_id, numeric_mode, MODES[channels], width, height, channels,
                         *self.layout, self.bundle.precision, zlib.crc32(image.tobytes()))
-        return pack(header, payload), ideal_bits, numeric_mode == fallback.MODE, bits
+        return pack(header, payload), ideal_bits, numeric_mode in fallback.MODES, bits
+
+    def _fallbacks(self, model: bool = True) -> list:
+        """(numeric mode, encoder) of the classical codecs tried beside the model: lossless WebP
+        (a codec with other fallbacks overrides this; without a model, WebP is always tried)."""
+        return [(fallback.MODE, fallback.encode)]
 
     def _envelope(self, picture: Picture) -> tuple[bytes, float | None, str]:
         """(version 4 stream, ideal bits of the model's part or None, representation) of a picture that
@@ -203,7 +210,7 @@ class StreamCodec:
         stream = envelope.pack(envelope.Envelope(
             self.short_id, representation, low_mode, picture.width, picture.height, picture.channels,
             picture.depth, zlib.crc32(sample_bytes(samples)), picture.entries(), parts))
-        name = envelope.NAMES[representation] + ("+" + fallback.MODE if webp else "")
+        name = envelope.NAMES[representation] + ("+" + unpack(parts[0])[0].numeric_mode if webp else "")
         return stream, ideal, name
 
     def decode(self, in_path, out_path=None) -> tuple[np.ndarray, Report]:
@@ -230,9 +237,10 @@ class StreamCodec:
         """The pixels of a version 1-3 stream, every check passed (the pixel CRC last)."""
         header, payload = unpack(data)
         self.check_header(header)
-        if header.numeric_mode == fallback.MODE:
+        if header.numeric_mode in fallback.MODES:
             try:
-                image = fallback.decode(payload, header.height, header.width, header.channels)
+                image = fallback.decode_any(header.numeric_mode, payload, header.height, header.width,
+                                            header.channels)
             except ValueError as err:
                 raise CodecError(f"damaged payload: {err}") from None
         else:
@@ -294,7 +302,7 @@ class StreamCodec:
 
     def _crc_failure(self, numeric_mode: str) -> str:
         """What a pixel CRC mismatch means: a numeric mode every machine reproduces cannot be the cause."""
-        if numeric_mode == fallback.MODE or self.portable:
+        if numeric_mode in fallback.MODES or self.portable:
             return ("damaged payload: the decoded pixels fail the CRC check (numeric mode "
                     f"{numeric_mode} computes the same on every machine); the output was not written")
         return ("decoded pixels fail the CRC check: the payload is damaged, or this machine computes other "
@@ -310,7 +318,7 @@ class StreamCodec:
     def check_header(self, header: Header) -> None:
         if header.bundle_id != self.short_id:
             raise CodecError(self._foreign(header.bundle_id))
-        if header.numeric_mode not in (self.numeric_mode, fallback.MODE):
+        if header.numeric_mode not in (self.numeric_mode, *fallback.MODES):
             raise CodecError(f"this file was encoded in numeric mode {header.numeric_mode}; this decoder computes "
                              f"{self.numeric_mode}: decoding would not reproduce its probabilities")
         if (header.patch_height, header.patch_width, header.precision) != (*self.layout, self.bundle.precision):

@@ -17,8 +17,9 @@ Per subpixel (raster order, channels in order; every channel of a pixel sees the
    LMS also per pixel-position parity, with `parity`).
 4. A discretized logistic around the prediction. Its scale: the context's running mean |residual|
    (context: channel, local error energy, brightness, and with `parity` whether x and y are odd:
-   chroma-subsampled sources repeat every 2 pixels), moved by the best of five neighbouring
-   scales by their running code lengths. The 16-bit CDF comes from the bundle's tables.
+   chroma-subsampled sources repeat every 2 pixels), averaged with a second context's (local
+   gradient, where the neighbours lie against the prediction), then moved by the best of five
+   neighbouring scales by their running code lengths. The 16-bit CDF comes from the bundle's tables.
 5. Range coding of the value (trainer.engine.rangecoder).
 
 Exactness: everything but the least-squares stage is integer arithmetic. The least squares run in
@@ -41,7 +42,8 @@ NJ = 5  # candidate scales of the scale search
 FREQ_TOTAL = 1 << rc.TOTAL_BITS
 # indices into the settings array (trainer.engine.settings.EngineSettings field order)
 (LMS_SHIFT, WEIGHT_SETS, OLS, OLS_INTERVAL, OLS_DECAY, OLS_RIDGE, ENERGY_CHANNEL, ENERGY_BEST, ENERGY_FAR,
- SCALE_ADAPT, SCALE_INIT, INTENSITY_BITS, SCALE_STEP, SCALE_SEARCH, STRIPE_ROWS, BLEND_FAR, PARITY) = range(17)
+ SCALE_ADAPT, SCALE_INIT, INTENSITY_BITS, SCALE_STEP, SCALE_SEARCH, STRIPE_ROWS, BLEND_FAR, PARITY,
+ SCALE_MIX) = range(18)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -127,6 +129,10 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
     for b in range(nb):
         mean_abs[:, b, :, :] = ((edges[b - 1] if b > 0 else 0) * p[SCALE_INIT]) >> 4
     search = np.zeros((channels, nb, NP, NJ), dtype=np.int64)
+    # a second scale context: local gradient x where N, W, NW, NE lie against the prediction
+    mean_abs2 = np.zeros((channels, nb, 16), dtype=np.int64)
+    for b in range(nb):
+        mean_abs2[:, b, :] = ((edges[b - 1] if b > 0 else 0) * p[SCALE_INIT]) >> 4
     preds = np.zeros(K, dtype=np.int64)
     u = np.zeros(NU, dtype=np.int64)
     residual = np.zeros(channels, dtype=np.int64)  # this pixel's residuals of the channels coded
@@ -232,6 +238,11 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                 pp = par if NP > 1 else 0
                 m = min(mean_abs[c, bucket, light, pp] >> 4, scale_of.shape[0] - 1)
                 row = scale_of[m]
+                if p[SCALE_MIX]:  # both contexts' scales, averaged on the log-spaced rows
+                    gradient = _bucket((abs(n - nw) + abs(w - nw) + abs(ne - n)) << (SH + 1), edges)
+                    texture = ((n << SH) > mu) + 2 * ((w << SH) > mu) + 4 * ((nw << SH) > mu) + 8 * ((ne << SH) > mu)
+                    m2 = min(mean_abs2[c, gradient, texture] >> 4, scale_of.shape[0] - 1)
+                    row = (row * (4 - p[SCALE_MIX]) + scale_of[m2] * p[SCALE_MIX] + 2) >> 2
                 costs = search[c, bucket, pp]
                 pick = NJ >> 1
                 for j in range(NJ):
@@ -270,6 +281,8 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                 fin[r0, X, c] = a
                 residual[c] = v16 - mu
                 mean_abs[c, bucket, light, pp] += ((a << 4) - mean_abs[c, bucket, light, pp]) >> p[SCALE_ADAPT]
+                if p[SCALE_MIX]:
+                    mean_abs2[c, gradient, texture] += ((a << 4) - mean_abs2[c, gradient, texture]) >> p[SCALE_ADAPT]
                 for j in range(NJ):
                     cand = cdf[max(0, min(n_scales - 1, row + (j - (NJ >> 1)) * p[SCALE_STEP]))]
                     f = _cum(cand, offset, mu, v + 1) - _cum(cand, offset, mu, v)

@@ -39,13 +39,19 @@ class EngineSettings:
     # JPEGs, Photo CD) repeat every 2 pixels. 0: never, 1: always, 2: the encoder tries both on
     # the image's middle rows and the payload's first byte records which (as for `ols: 2`).
     parity: int = 2
+    scale_mix: int = 1  # quarters of the second scale context (gradient x texture) in the scale
+    # Classical codecs the encoder also tries, keeping the smallest stream (trainer.codec.fallback):
+    fallback_webp: int = 1  # lossless WebP (method 4)
+    fallback_jxl: int = 0  # lossless JPEG-XL at this effort (0: not tried)
 
     def __post_init__(self):
         limits = {"lms_shift": (1, 20), "weight_sets": (1, 8), "ols": (0, 2), "ols_interval": (1, 64),
                   "ols_decay_shift": (4, 20), "ols_ridge": (1, 10000),
                   "energy_channel": (0, 16), "energy_best": (0, 64), "energy_far": (0, 64),
+                  "blend_far": (0, 1), "parity": (0, 2), "scale_mix": (0, 4), "fallback_webp": (0, 1),
+                  "fallback_jxl": (0, 10),
                   "scale_adapt_shift": (1, 12), "scale_init": (1, 256), "intensity_bits": (0, 6),
-                  "scale_step": (0, 16), "scale_search_shift": (1, 16), "stripe_rows": (0, 1 << 20), "blend_far": (0, 1), "parity": (0, 2)}
+                  "scale_step": (0, 16), "scale_search_shift": (1, 16), "stripe_rows": (0, 1 << 20)}
         for name, (low, high) in limits.items():
             value = getattr(self, name)
             if not isinstance(value, int) or not low <= value <= high:
@@ -68,4 +74,5 @@ class EngineSettings:
         return np.array([getattr(self, f.name) for f in fields(self)], dtype=np.int64)
 
 
-PRESETS = {"fast": EngineSettings(), "max": EngineSettings(ols=2)}
+PRESETS = {"fast": EngineSettings(fallback_webp=0, fallback_jxl=7),
+           "max": EngineSettings(ols=2, fallback_jxl=9)}
