@@ -332,3 +332,8 @@ def test_readme_table_is_rewritten_between_the_markers(run, tmp_path):
     assert "| tiny | " in text and " 4/4 |" in text  # 2 images x (decode + 1 variant), all exact
     assert subprocess.run(script + ["--check"], capture_output=True).returncode == 0
     assert "bench:start" in (REPO / "README.md").read_text() and "bench:end" in (REPO / "README.md").read_text()
+    # a codec's row from another run, marked with that run's date and kernel level
+    report = json.loads((out / "report.json").read_text())
+    assert subprocess.run(script + ["--also", f"{out / 'report.json'}:tiny"], capture_output=True).returncode == 0
+    marked = f"| tiny (run of {report['created'][:10]}, {report['machine']['cpu_capability']}) |"
+    assert marked in readme.read_text() and "| tiny | " in readme.read_text()

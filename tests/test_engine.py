@@ -269,3 +269,22 @@ def test_a_24_megapixel_photo_round_trips_under_2_gib():
     assert run.returncode == 0, run.stderr[-2000:]
     peak, size = map(int, run.stdout.split())
     assert peak < 2 * 1024 ** 3 and size < 4000 * 6000 * 3
+
+
+def test_the_codec_codes_on_torchs_thread_setting_unless_told(bundles, monkeypatch):
+    """As every codec here, an online codec without `threads` follows torch's setting (what
+    `pixlm bench --threads` and `--jobs` set), so a bench at 1 thread codes stripes on 1 thread."""
+    import torch
+
+    seen = []
+    real = coder.encode
+    monkeypatch.setattr(coder, "encode", lambda *a, **k: seen.append(a[3]) or real(*a, **k))
+    before = torch.get_num_threads()
+    try:
+        for setting in (1, 2):
+            torch.set_num_threads(setting)
+            open_codec(bundles["striped"], progress=False, fallback=False).encode_bytes(photo(40, 30))
+        open_codec(bundles["striped"], progress=False, fallback=False, threads=3).encode_bytes(photo(40, 30))
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 2, 3]

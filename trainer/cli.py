@@ -22,14 +22,10 @@ def user_errors() -> tuple:
 
 
 def codec_errors() -> tuple:
-    from trainer.codec.bundle import BundleError
-    from trainer.codec.container import FormatError
-    from trainer.codec.entropy import StreamError
-    from trainer.codec.jobs import JobError
-    from trainer.codec.stream import CodecError
+    from trainer.errors import PixlmError  # bundles, streams, images, jobs, engine settings
     from trainer.train.download import DownloadError
 
-    return (BundleError, CodecError, FormatError, StreamError, JobError, DownloadError, *user_errors())
+    return (PixlmError, DownloadError, *user_errors())
 
 
 def split_args(argv: list[str]) -> tuple[str, list[str]]:
@@ -263,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("--jobs", "-j", type=_positive, default=1,
                          help="files coded at once in separate processes (a folder; each file's bytes do not change)")
         cmd.add_argument("--quiet", action="store_true", help="no progress bars")
+        cmd.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                         help="code each file as a task on a Ray cluster (ADDRESS, e.g. auto or ray://head:10001; "
+                              "none: a local one on this machine's cores); outputs that exist and verify are "
+                              "skipped, so running the command again resumes a stopped run")
         if name == "encode":
             cmd.add_argument("--strip", action="store_true",
                              help="drop metadata (ICC profile, EXIF, XMP, text chunks, TIFF tags); pixels, "
@@ -302,6 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     online.add_argument("output", type=Path)
     online.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change one engine setting (trainer/engine/settings.py), e.g. --set stripe_rows=256")
+    poc = commands.add_parser("poc", help="proof of concept on your images: adapt the codec on some, bench it "
+                                          "against the shipped bundles and classical codecs on the rest, with cost")
+    poc.add_argument("folder", type=Path)
+    poc.add_argument("--out", type=Path, required=True, help="report folder (must be new or empty)")
+    poc.add_argument("--budget-minutes", type=float, default=10.0, help="CPU minutes for adapting the codec")
+    poc.add_argument("--storage-price", type=float, default=0.023, help="USD per GB-month")
+    poc.add_argument("--transfer-price", type=float, default=0.09, help="USD per GB sent")
+    poc.add_argument("--compute-price", type=float, default=0.05, help="USD per core-hour")
+    poc.add_argument("--quiet", action="store_true", help="no progress bars")
     info = commands.add_parser("info", help="what .pxl files hold (size, depth, bundle, metadata, bpsp), no model loaded")
     info.add_argument("files", type=Path, nargs="+")
     info.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
@@ -343,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
                                    calibrate=args.calibrate)
             print(f"bundle {bundle.path} (id {bundle.bundle_id[:16]}, precision {bundle.precision} bits, "
                   f"weights {'float32' if bundle.quantization == 'none' else bundle.quantization})")
+        elif args.command == "poc":
+            from trainer.poc import run as poc
+
+            return poc(args)
         elif args.command == "export-online":
             from trainer.codec.bundle import BundleError
             from trainer.export import export_online
@@ -355,6 +368,13 @@ def main(argv: list[str] | None = None) -> int:
                 overrides[key] = int(value)
             bundle = export_online(args.output, args.preset, overrides)
             print(f"bundle {bundle.path} (id {bundle.bundle_id[:16]}, online engine, preset {args.preset})")
+        elif args.ray:
+            from trainer.codec import cluster
+            from trainer.codec.jobs import STD, JobError
+
+            if STD in (args.input, output_of(args)):
+                raise JobError("--ray codes files and folders, not standard input or output")
+            return cluster.run(args, plan(args.command, args.input, output_of(args), force=True))
         else:
             pairs = plan(args.command, args.input, output_of(args), args.force)  # every output checked before any work
             return _code_all(args, pairs)

@@ -21,7 +21,7 @@ class OnlineCodec(StreamCodec):
     def __init__(self, bundle, batch_size: int | None = None, threads: int | None = None, progress: bool = True,
                  fallback: bool = True):
         """`batch_size` and `progress` are accepted and ignored (an image takes a second or so);
-        `threads`: stripes coded at once (None: one per core)."""
+        `threads`: stripes coded at once (None: torch's thread setting, as for every codec)."""
         super().__init__(bundle, progress, fallback)
         self.settings: EngineSettings = self.bundle.engine
         self.numeric_mode = "online-v1"  # integer arithmetic, and float64 least squares in a fixed order
@@ -30,9 +30,10 @@ class OnlineCodec(StreamCodec):
 
     @property
     def cores(self) -> int:
-        import os
+        """Threads coding stripes at once: the given count, else torch's setting (the bench's)."""
+        import torch
 
-        return self.threads or os.cpu_count() or 1
+        return self.threads or torch.get_num_threads()
 
     def _fallbacks(self, model: bool = True) -> list:
         from functools import partial
@@ -45,11 +46,11 @@ class OnlineCodec(StreamCodec):
         return out
 
     def _code(self, image: np.ndarray, bits: np.ndarray | None) -> tuple[bytes, float]:
-        return self._timed("engine", coder.encode, image, self.settings, self.model, self.threads, bits)
+        return self._timed("engine", coder.encode, image, self.settings, self.model, self.cores, bits)
 
     def _decode_payload(self, header: Header, payload: bytes) -> np.ndarray:
         shape = (header.height, header.width, header.channels)
         try:
-            return self._timed("engine", coder.decode, payload, shape, self.settings, self.model, self.threads)
+            return self._timed("engine", coder.decode, payload, shape, self.settings, self.model, self.cores)
         except coder.PayloadError as err:
             raise CodecError(f"damaged payload: {err}") from None
