@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from trainer.errors import PixlmError
 from trainer.export import export_online
+from trainer.images.files import center_crop
 
 # Settings tried, each alone against the best so far; chosen among what validation moved.
 SEARCH = {"lms_shift": (5, 7), "scale_mix": (0, 2), "intensity_bits": (2, 4), "energy_far": (8, 16),
@@ -36,12 +37,6 @@ def split(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     return paths[::3], [p for i, p in enumerate(paths) if i % 3]
 
 
-def _crop(image: np.ndarray) -> np.ndarray:
-    h, w = image.shape[:2]
-    top, left = max(0, (h - SAMPLE_SIDE) // 2), max(0, (w - SAMPLE_SIDE) // 2)
-    return np.ascontiguousarray(image[top:top + SAMPLE_SIDE, left:left + SAMPLE_SIDE])
-
-
 def adapt(images: list[np.ndarray], budget_seconds: float, progress: bool = True) -> tuple[dict, list[dict]]:
     """(the settings changed from the `max` preset, every trial), within the budget."""
     from dataclasses import replace
@@ -51,7 +46,7 @@ def adapt(images: list[np.ndarray], budget_seconds: float, progress: bool = True
     from trainer.engine.tables import make_tables
 
     tables, start = make_tables(), time.perf_counter()
-    samples = [_crop(image) for image in images]
+    samples = [center_crop(image, (SAMPLE_SIDE, SAMPLE_SIDE)) for image in images]
 
     def size(settings) -> int:
         return sum(len(coder.encode(sample, settings, tables, threads=1)[0]) for sample in samples)

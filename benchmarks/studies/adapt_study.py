@@ -22,15 +22,7 @@ from trainer.codec.adapt import adapted_bpsp
 from trainer.codec.bundle import MANIFEST_FILE, open_bundle
 from trainer.config import Adaptation
 from trainer.models.context import ContextModel
-from trainer.images.files import image_files, load_image
-
-
-def center_crop(image: np.ndarray, crop: tuple[int, int] | None) -> np.ndarray:
-    if crop is None:
-        return image
-    h, w = image.shape[:2]
-    ch, cw = min(crop[1], h), min(crop[0], w)
-    return np.ascontiguousarray(image[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw])
+from trainer.images.files import center_crop, image_files, load_image
 
 
 def parse_setting(text: str) -> Adaptation:

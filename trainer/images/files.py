@@ -60,3 +60,12 @@ def write_file(path, data: bytes) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def center_crop(image: np.ndarray, crop: tuple[int, int] | None) -> np.ndarray:
+    """The central (width, height) = `crop` of an (H, W, C) image (a smaller side stays whole)."""
+    if crop is None:
+        return image
+    h, w = image.shape[:2]
+    ch, cw = min(crop[1], h), min(crop[0], w)
+    return np.ascontiguousarray(image[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw])
