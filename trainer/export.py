@@ -163,16 +163,19 @@ def export_online(out: Path, preset: str = "fast", overrides: dict | None = None
     save_tables(out)
     codec = {"format_version": ONLINE_FORMAT_VERSION, "kind": "online", "precision": 16, "engine": settings.to_dict()}
     (out / CODEC_FILE).write_text(json.dumps(codec, indent=1))
-    stage = ("recursive least squares (float64, fixed operation order)" if settings.ols
-             else "normalized LMS (integer)")
+    stage = {0: "normalized LMS (integer)", 1: "recursive least squares (float64, fixed operation order)",
+             2: "normalized LMS (integer) or recursive least squares (float64), the encoder's choice per image"}[settings.ols]
+    fallbacks = (["lossless WebP"] if settings.fallback_webp else []) + \
+        ([f"lossless JPEG-XL (effort {settings.fallback_jxl})"] if settings.fallback_jxl else [])
     changed = {k: v for k, v in settings.to_dict().items() if PRESETS[preset].to_dict()[k] != v}
     (out / "README.md").write_text("\n".join([
         f"# pixlm online bundle (preset `{preset}`)", "",
         "Made by `pixlm export-online " + preset + " OUT" + "".join(f" --set {k}={v}" for k, v in changed.items())
         + "`. Lossless image codec without a network: 16 classical predictors blended by their recent local "
-        f"errors, a learned correction by {stage}, CALIC-style bias correction, a discretized logistic "
-        "whose scale adapts to each image, and a range coder, all compiled (trainer/engine). It adapts to "
-        "every image while coding and stores nothing but the coded values.", "",
+        f"errors, a learned correction by {stage}, a discretized logistic whose scale adapts to each image, "
+        "and a range coder, all compiled (trainer/engine). It adapts to every image while coding and stores "
+        "nothing but the coded values." + (f" The encoder also tries {' and '.join(fallbacks)} and keeps the "
+                                           "smallest stream." if fallbacks else ""), "",
         "| setting | value |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in settings.to_dict().items()], "",
         "Use: `pixlm encode IMAGE OUT.pxl --bundle THIS_FOLDER`, `pixlm decode OUT.pxl IMAGE.png`.", ""]))
     write_manifest(out)
