@@ -23,7 +23,7 @@ from trainer.codec.container import FormatError
 from trainer.codec.info import stream_info
 from trainer.codec.stream import CodecError, Report
 from trainer.errors import PixlmError
-from trainer.images.picture import Picture, picture_bytes
+from trainer.images.picture import Picture
 from trainer.paths import resource
 
 __all__ = ["encode", "decode", "decode_picture", "encode_file", "decode_file", "info", "load", "bundle_path",
@@ -108,8 +108,3 @@ def info(data: bytes | str | Path) -> dict:
     out = stream_info(raw)
     out.pop("bundle_id_bytes")
     return out
-
-
-def picture_file_bytes(picture: Picture) -> bytes:
-    """The file (PNG, TIFF or PNM) a decoded picture stands for."""
-    return picture_bytes(picture)

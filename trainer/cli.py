@@ -249,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("--bundle", type=Path, default=None, help="codec bundle folder (default: "
                          + ("the shipped checkpoints/pixlm-context-v5)" if name == "encode"
                             else "the known bundle whose id the file names)"))
-        cmd.add_argument("--threads", type=_positive, default=None, help="torch CPU threads of LM and integer bundles (the "
-                         "output does not depend on it; float context bundles always compute on one thread)")
+        cmd.add_argument("--threads", type=_positive, default=None, help="CPU threads of a coding run: torch's for LM and integer "
+                         "bundles, stripes at once for online bundles (the output does not depend on it; float "
+                         "context bundles always compute on one thread)")
         cmd.add_argument("--device", default="cpu", help="LM bundles: cpu or cuda (a CUDA stream decodes on the "
                          "same GPU model; context bundles always code on the CPU)")
         cmd.add_argument("--batch-size", type=_positive, default=256, help="patches per model call (the output does not depend on it)")

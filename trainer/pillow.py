@@ -15,6 +15,7 @@ from PIL import Image, ImageFile
 from trainer import api
 from trainer.codec.container import MAGIC
 from trainer.errors import PixlmError
+from trainer.images.picture import picture_bytes
 
 FORMAT = "PXL"
 
@@ -41,7 +42,7 @@ class PxlImageFile(ImageFile.ImageFile):
     def load(self):
         if self._data is not None:
             picture = api.decode_picture(self._data)
-            decoded = Image.open(io.BytesIO(api.picture_file_bytes(picture)))
+            decoded = Image.open(io.BytesIO(picture_bytes(picture)))
             decoded.load()
             self.im = decoded.im
             self._mode = decoded.mode

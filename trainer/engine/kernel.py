@@ -101,11 +101,6 @@ def _solve(R, r, w, L, z, n, ridge):
 
 
 @numba.njit(cache=True, nogil=True)
-def _round_div(s, n):
-    return (s + (n >> 1)) // n if s >= 0 else -((-s + (n >> 1)) // n)
-
-
-@numba.njit(cache=True, nogil=True)
 def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges, code_length, p, lengths):
     """Code rows y0..y1-1 of `image` (H, W, C uint8) as an independent stripe (fresh state), or
     decode them into it. `p[OLS]` and `p[PARITY]` are 0 or 1 here (the coder resolves "auto"). Returns the ideal code length in 1/256 bit. `lengths` (H, W, C) float32,
