@@ -31,9 +31,10 @@ with the kernels compiled for the generic x86-64, AVX2 and AVX-512 targets.
 import numba
 import numpy as np
 
-from trainer.engine import rangecoder as rc
+from trainer.engine import mixing, rangecoder as rc
+from trainer.engine.mixing import RATES, SQUASH_POINTS, STRETCH
+from trainer.engine.tables import SH, cum
 
-SH = 4  # predictions in 1/16 pixel
 ONE = 1 << SH
 PAD = 2  # columns on each side of a row
 K = 16  # sub-predictors
@@ -43,22 +44,7 @@ FREQ_TOTAL = 1 << rc.TOTAL_BITS
 # indices into the settings array (trainer.engine.settings.EngineSettings field order)
 (LMS_SHIFT, WEIGHT_SETS, OLS, OLS_INTERVAL, OLS_DECAY, OLS_RIDGE, ENERGY_CHANNEL, ENERGY_BEST, ENERGY_FAR,
  SCALE_ADAPT, SCALE_INIT, INTENSITY_BITS, SCALE_STEP, SCALE_SEARCH, STRIPE_ROWS, BLEND_FAR, PARITY,
- SCALE_MIX) = range(18)
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _cum(cdf, offset, mu, x):
-    """Cumulative frequency of symbol x (0..256) under the CDF row `cdf` centred at mu."""
-    if x <= 0:
-        return 0
-    if x >= 256:
-        return FREQ_TOTAL
-    d = (x << SH) - (ONE >> 1) - mu + offset
-    if d < 0:
-        d = 0
-    elif d >= cdf.shape[0]:
-        d = cdf.shape[0] - 1
-    return np.int64(cdf[d]) + x
+ SCALE_MIX, FALLBACK_WEBP, FALLBACK_JXL, MIX, MIX_LR, MIX_LIMIT) = range(23)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -71,6 +57,22 @@ def _bucket(e, edges):
         else:
             hi = mid
     return lo
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _level(r):
+    """A signed residual (1/16 pixel) in 11 classes, 0..10 (5: under half a pixel)."""
+    a = abs(r)
+    q = 0 if a < 8 else 1 if a < 24 else 2 if a < 56 else 3 if a < 120 else 4 if a < 248 else 5
+    return 5 + q if r >= 0 else 5 - q
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _near(d):
+    """A small signed pixel difference in 9 classes, 0..8 (4: equal)."""
+    a = abs(d)
+    q = 0 if a == 0 else 1 if a == 1 else 2 if a < 4 else 3 if a < 8 else 4
+    return 4 + q if d >= 0 else 4 - q
 
 
 @numba.njit(cache=True, nogil=True)
@@ -117,6 +119,7 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
     V = np.full((3, cols, channels), 128, dtype=np.int64)
     err = np.zeros((3, cols, channels, K), dtype=np.int64)
     fin = np.zeros((3, cols, channels), dtype=np.int64)
+    res = np.zeros((3, cols, channels), dtype=np.int64)  # the signed final errors, for the mixing stage
     # contexts: running mean |residual| (x16) per channel, energy bucket, brightness and parity
     n_light = 1 << p[INTENSITY_BITS]
     NP = 4 if p[PARITY] > 0 else 1
@@ -142,6 +145,12 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
     ridge = p[OLS_RIDGE] * 0.01
     pixels = 0
     ideal = 0
+    use_mix = p[MIX] > 0
+    probs, counts, mix_w, apm = mixing.new_state(channels)
+    cx = np.zeros(mixing.NCTX, dtype=np.int64)
+    x_in = np.zeros(mixing.NIN, dtype=np.int64)
+    cost = np.zeros(1, dtype=np.int64)
+    limit, lr = p[MIX_LIMIT], p[MIX_LR]
     for y in range(y0, y1):
         r0, r1, r2 = (y - y0) % 3, (y - y0 + 2) % 3, (y - y0 + 1) % 3  # rows y, y-1, y-2
         for c in range(channels):  # left border: the first pixel of the row above
@@ -149,6 +158,7 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
             V[r0, 1, c] = V[r1, PAD, c]
             for i in range(PAD):
                 fin[r0, i, c] = 0
+                res[r0, i, c] = 0
                 for k in range(K):
                     err[r0, i, c, k] = 0
         for x in range(width):
@@ -245,28 +255,56 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                         pick = j
                 table = cdf[max(0, min(n_scales - 1, row + (pick - (NJ >> 1)) * p[SCALE_STEP]))]
                 # the value
-                if decode:
+                if use_mix:
+                    if not p[SCALE_MIX]:
+                        gradient = _bucket((abs(n - nw) + abs(w - nw) + abs(ne - n)) << (SH + 1), edges)
+                        texture = ((n << SH) > mu) + 2 * ((w << SH) > mu) + 4 * ((nw << SH) > mu) + 8 * ((ne << SH) > mu)
+                    S = mixing.NODES
+                    cx[0] = (c * nb + bucket) * S
+                    cx[1] = ((c * 11 + (_level(residual[c - 1]) if c >= 1 else 5)) * 11
+                             + (_level(residual[c - 2]) if c >= 2 else 5)) * S
+                    cx[2] = ((c * 11 + _level(res[r1, X, c])) * 11 + _level(res[r0, X - 1, c])) * S
+                    cx[3] = ((c * 16 + texture) * 8 + min(gradient >> 2, 7)) * S
+                    P = min(255, (mu + (ONE >> 1)) >> SH)
+                    cx[4] = (((c * 9 + _near(n - P)) * 9 + _near(w - P)) * 5 + (_near(ne - P) + 1) // 2) * S
+                    if c >= 1:  # does the prediction keep the previous channel's difference to W and N?
+                        xq = V[r0, X, c - 1]
+                        cx[5] = ((c * 9 + _near(P - xq - w + V[r0, X - 1, c - 1])) * 9
+                                 + _near(P - xq - n + V[r1, X, c - 1])) * S
+                    else:
+                        cx[5] = ((_near(nn - P) * 9) + _near(ww - P)) * S
+                    cost[0] = 0
+                    v = mixing.code_value(np.int64(0 if decode else image[y, x, c]), min(255, (mu + (ONE >> 1)) >> SH),
+                                          table, offset, mu, cx, probs, counts, mix_w, (c * mixing.MIXER_SETS + (bucket * mixing.MIXER_SETS) // nb) * S, apm,
+                                          (c * mixing.APM_CONTEXTS + min(bucket, mixing.APM_CONTEXTS - 1)) * S, x_in, STRETCH,
+                                          SQUASH_POINTS, RATES, code_length, limit, lr, decode, enc, out, dec, data, cost)
+                    if decode:
+                        image[y, x, c] = v
+                    bits = cost[0]
+                elif decode:
                     t = rc.target(dec)
                     lo, hi = 0, 256
                     while hi - lo > 1:
                         mid = (lo + hi) >> 1
-                        if _cum(table, offset, mu, mid) <= t:
+                        if cum(table, offset, mu, mid) <= t:
                             lo = mid
                         else:
                             hi = mid
                     v = np.int64(lo)
-                    low = _cum(table, offset, mu, v)
-                    freq = _cum(table, offset, mu, v + 1) - low
+                    low = cum(table, offset, mu, v)
+                    freq = cum(table, offset, mu, v + 1) - low
                     rc.consume(dec, data, low, freq)
                     image[y, x, c] = v
+                    bits = code_length[freq]
                 else:
                     v = np.int64(image[y, x, c])
-                    low = _cum(table, offset, mu, v)
-                    freq = _cum(table, offset, mu, v + 1) - low
+                    low = cum(table, offset, mu, v)
+                    freq = cum(table, offset, mu, v + 1) - low
                     rc.encode(enc, out, low, freq)
-                ideal += code_length[freq]
+                    bits = code_length[freq]
+                ideal += bits
                 if keep_lengths:
-                    lengths[y, x, c] = code_length[freq] / 256.0
+                    lengths[y, x, c] = bits / 256.0
                 V[r0, X, c] = v
                 # learn from the value
                 v16 = v << SH
@@ -274,13 +312,14 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                     err[r0, X, c, k] = abs(v16 - preds[k])
                 a = abs(v16 - mu)
                 fin[r0, X, c] = a
+                res[r0, X, c] = v16 - mu
                 residual[c] = v16 - mu
                 mean_abs[c, bucket, light, pp] += ((a << 4) - mean_abs[c, bucket, light, pp]) >> p[SCALE_ADAPT]
                 if p[SCALE_MIX]:
                     mean_abs2[c, gradient, texture] += ((a << 4) - mean_abs2[c, gradient, texture]) >> p[SCALE_ADAPT]
                 for j in range(NJ):
                     cand = cdf[max(0, min(n_scales - 1, row + (j - (NJ >> 1)) * p[SCALE_STEP]))]
-                    f = _cum(cand, offset, mu, v + 1) - _cum(cand, offset, mu, v)
+                    f = cum(cand, offset, mu, v + 1) - cum(cand, offset, mu, v)
                     costs[j] += code_length[f] - (costs[j] >> p[SCALE_SEARCH])
                 if use_ols:
                     target = (v16 - base) * 0.0625
@@ -302,6 +341,7 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
             for i in range(PAD):
                 V[r0, width + PAD + i, c] = V[r0, width + PAD - 1, c]
                 fin[r0, width + PAD + i, c] = 0
+                res[r0, width + PAD + i, c] = 0
                 for k in range(K):
                     err[r0, width + PAD + i, c, k] = 0
     return ideal

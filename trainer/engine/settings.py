@@ -43,13 +43,18 @@ class EngineSettings:
     # Classical codecs the encoder also tries, keeping the smallest stream (trainer.codec.fallback):
     fallback_webp: int = 1  # lossless WebP (method 4)
     fallback_jxl: int = 0  # lossless JPEG-XL at this effort (0: not tried)
+    # The mixing stage (trainer.engine.mixing): values coded as binary decisions, each mixed from
+    # the logistic and adaptive context models. 0: the logistic codes the value directly.
+    mix: int = 0
+    mix_lr: int = 6  # the mixer's learning rate, in 1/1024
+    mix_limit: int = 127  # a counter's rate falls as 1/(n+2) down to 1/(limit+2)
 
     def __post_init__(self):
         limits = {"lms_shift": (1, 20), "weight_sets": (1, 8), "ols": (0, 2), "ols_interval": (1, 64),
                   "ols_decay_shift": (4, 20), "ols_ridge": (1, 10000),
                   "energy_channel": (0, 16), "energy_best": (0, 64), "energy_far": (0, 64),
                   "blend_far": (0, 1), "parity": (0, 2), "scale_mix": (0, 4), "fallback_webp": (0, 1),
-                  "fallback_jxl": (0, 10),
+                  "fallback_jxl": (0, 10), "mix": (0, 1), "mix_lr": (1, 256), "mix_limit": (1, 1023),
                   "scale_adapt_shift": (1, 12), "scale_init": (1, 256), "intensity_bits": (0, 6),
                   "scale_step": (0, 16), "scale_search_shift": (1, 16), "stripe_rows": (0, 1 << 20)}
         for name, (low, high) in limits.items():

@@ -14,6 +14,7 @@ the range decoder. Stored as integers, they are the same everywhere.
 
 from pathlib import Path
 
+import numba
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
@@ -21,6 +22,24 @@ TABLES_FILE = "tables.safetensors"
 SCALES, SCALE_0, SCALE_RATIO = 80, 0.15, 1.08
 SPAN = 272  # pixels each side of the prediction
 MEAN_ABS_PER_SCALE = 1.386  # a logistic's mean |x| is 2 ln 2 times its scale
+
+
+SH = 4  # predictions in 1/16 pixel
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def cum(cdf, offset, mu, x):
+    """Cumulative frequency of symbol x (0..256) under the CDF row `cdf` centred at mu (1/16 pixel)."""
+    if x <= 0:
+        return 0
+    if x >= 256:
+        return 1 << 16
+    d = (x << SH) - (1 << (SH - 1)) - mu + offset
+    if d < 0:
+        d = 0
+    elif d >= cdf.shape[0]:
+        d = cdf.shape[0] - 1
+    return np.int64(cdf[d]) + x
 
 
 def make_tables() -> dict[str, np.ndarray]:

@@ -1,0 +1,191 @@
+"""The engine's mixing stage (setting `mix`): each subpixel coded as binary decisions, each decision's
+probability mixed from the logistic and adaptive context models, all in integer arithmetic.
+
+Why: the logistic around the prediction has one shape for every context; its scale is the only
+thing that adapts. Coding the value as decisions about the residual (zero? sign? which power-of-two
+magnitude class? which half of it?) lets small adaptive counters, keyed on what the logistic does
+not see (the residuals of this pixel's earlier channels, of the neighbours, the local texture),
+correct it where they know better, as in the context-mixing codecs (paq8px's image models, EMMA):
+
+1. The decision splits a set of values in two; the logistic's probability of each side is its mass
+   there (the table's CDF), stretched: st(p) = ln(p / (1 - p)), in 1/256.
+2. `NCTX` counters, each a 16-bit probability with a count-driven rate (1/(n+2), at most the
+   setting's limit), indexed by their context and the decision's node, stretched likewise.
+3. A logistic mixer: p = squash(sum w_i st_i), one weight set per channel and node, trained online
+   on the coded bit (w += lr * err * st_i). The logistic's weight starts at 1 and the others at 0,
+   so an image starts as coded without the stage.
+4. The bit is range coded with p in 1/4096.
+
+Everything is integer (the squash table below is the logistic at 33 points, in 1/4096, and `stretch`
+its integer inverse), so encoder and decoder agree on every machine.
+"""
+
+import numba
+import numpy as np
+
+from trainer.engine import rangecoder as rc
+from trainer.engine.tables import cum
+
+NCTX = 6  # adaptive context models
+NIN = NCTX + 2  # mixer inputs: the logistic, the counters, a bias
+NODES = 32  # decision kinds: zero, sign, 7 magnitude classes, 2 per class for the halvings
+CTX_SIZE = 1 << 16  # counters per context model
+APM_CONTEXTS = 32  # APM contexts per channel and node (the error energy bucket)
+APM_RATE = 6
+MIXER_SETS = 4  # mixer weight sets per channel and node, chosen by the error energy
+SQUASH_POINTS = np.array([1, 2, 4, 6, 10, 17, 27, 45, 74, 120, 194, 311, 488, 747, 1102, 1546, 2048, 2550, 2994,
+                          3349, 3608, 3785, 3902, 3976, 4022, 4051, 4069, 4079, 4086, 4090, 4092, 4094, 4095],
+                         dtype=np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def squash(d, points):
+    """1/(1 + e^-d) in 1/4096 for d in 1/256, interpolated between the 33 points."""
+    if d > 2047:
+        return 4095
+    if d < -2047:
+        return 1
+    w = d & 127
+    i = (d >> 7) + 16
+    return (points[i] * (128 - w) + points[i + 1] * w + 64) >> 7
+
+
+def make_stretch() -> np.ndarray:
+    """The inverse of `squash` on 0..4095 (integer: the smallest d whose squash reaches p)."""
+    table = np.zeros(4096, dtype=np.int64)
+    start = 0
+    for d in range(-2047, 2048):
+        value = squash(d, SQUASH_POINTS)
+        table[start:value + 1] = d
+        start = max(start, value + 1)
+    table[start:] = 2047
+    return table
+
+
+def make_rates() -> np.ndarray:
+    """65536 / (n + 2): a counter's step after n updates."""
+    return np.array([65536 // (n + 2) for n in range(1024)], dtype=np.int64)
+
+
+STRETCH = make_stretch()
+RATES = make_rates()
+
+
+@numba.njit(cache=True, nogil=True)
+def new_state(channels):
+    probs = np.full((NCTX, CTX_SIZE), 32768, dtype=np.int64)
+    counts = np.zeros((NCTX, CTX_SIZE), dtype=np.int64)
+    weights = np.zeros((channels * NODES * MIXER_SETS, NIN), dtype=np.int64)
+    weights[:, 0] = 65536
+    apm = np.zeros(channels * APM_CONTEXTS * NODES * 33, dtype=np.int64)
+    for i in range(apm.shape[0]):
+        apm[i] = squash(((i % 33) - 16) * 128, SQUASH_POINTS) * 16
+    return probs, counts, weights, apm
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _decide(bit, m1, m0, node, cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr,
+            decode, enc, out, dec, data, cost):
+    """Code one decision: `bit` (the encoder's; the decoder's comes from the stream) with the
+    logistic's masses m1 (bit 1) and m0 (bit 0). Returns the bit; adds its code length (1/256
+    bit) to cost[0]."""
+    pl = ((m1 << 12) + ((m1 + m0) >> 1)) // (m1 + m0)
+    pl = max(1, min(4095, pl))
+    x[0] = stretch[pl]
+    for i in range(NCTX):
+        x[i + 1] = stretch[probs[i, cx[i] + node] >> 4]
+    x[NIN - 1] = 256
+    ws = wbase + node
+    dot = 0
+    for i in range(NIN):
+        dot += weights[ws, i] * x[i]
+    pm = squash(dot >> 16, points)
+    # the APM: the mixed probability refined by a context's own map of it (interpolated on 33
+    # points of its stretch), averaged in at 3/4
+    s = max(-2047, min(2047, dot >> 16)) + 2048
+    lo_w = s & 127
+    ja = (abase + node) * 33 + (s >> 7)
+    pa = (apm[ja] * (128 - lo_w) + apm[ja + 1] * lo_w) >> 11
+    p = max(1, min(4095, (pm + 3 * pa + 2) >> 2))
+    p16 = p << 4
+    if decode:
+        bit = 1 if rc.target(dec) < p16 else 0
+        if bit:
+            rc.consume(dec, data, 0, p16)
+        else:
+            rc.consume(dec, data, p16, 65536 - p16)
+    elif bit:
+        rc.encode(enc, out, 0, p16)
+    else:
+        rc.encode(enc, out, p16, 65536 - p16)
+    cost[0] += code_length[p16 if bit else 65536 - p16]
+    target = bit << 16
+    apm[ja] += ((target - apm[ja]) * (128 - lo_w)) >> (APM_RATE + 7)
+    apm[ja + 1] += ((target - apm[ja + 1]) * lo_w) >> (APM_RATE + 7)
+    err = ((bit << 12) - pm) * lr
+    for i in range(NIN):
+        weights[ws, i] += (x[i] * err) >> 14
+    for i in range(NCTX):
+        j = cx[i] + node
+        n = counts[i, j]
+        probs[i, j] += ((target - probs[i, j]) * rates[n]) >> 16
+        if n < limit:
+            counts[i, j] = n + 1
+    return bit
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _mass(table, offset, mu, a, b):
+    """The logistic's mass on values a..b-1."""
+    return cum(table, offset, mu, b) - cum(table, offset, mu, a)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _side(up, P, a, b):
+    """Values P + a .. P + b (up) or P - b .. P - a, as a half-open range."""
+    return (P + a, P + b + 1) if up else (P - b, P - a + 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def code_value(v, P, table, offset, mu, cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr,
+               decode, enc, out, dec, data, cost):
+    """Code value v (0..255; the decoder's comes from the stream) as decisions around P (the
+    prediction, rounded): v == P? v > P? m = |v - P| >= 2, 4, 8 ...? then m's class halved down to
+    one value. A decision whose side holds no value is not coded. Returns v."""
+    if _decide(1 if v == P else 0, _mass(table, offset, mu, P, P + 1),
+               _mass(table, offset, mu, 0, P) + _mass(table, offset, mu, P + 1, 256), 0, cx, probs, counts,
+               weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr, decode, enc, out, dec, data, cost):
+        return P
+    if P == 0:
+        up = 1
+    elif P == 255:
+        up = 0
+    else:
+        up = _decide(1 if v > P else 0, _mass(table, offset, mu, P + 1, 256), _mass(table, offset, mu, 0, P), 1,
+                     cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr,
+                     decode, enc, out, dec, data, cost)
+    top = 255 - P if up else P  # the largest magnitude possible
+    m = v - P if up else P - v
+    b = 0
+    while (2 << b) <= top:  # is m in a higher class than [2^b, 2^(b+1))?
+        a1, b1 = _side(up, P, 2 << b, top)
+        a0, b0 = _side(up, P, 1 << b, (2 << b) - 1)
+        if not _decide(1 if m >= (2 << b) else 0, _mass(table, offset, mu, a1, b1), _mass(table, offset, mu, a0, b0),
+                       2 + b, cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr,
+                       decode, enc, out, dec, data, cost):
+            break
+        b += 1
+    lo, hi = 1 << b, min((2 << b) - 1, top)
+    depth = 0
+    while hi > lo:
+        mid = (lo + hi + 1) >> 1
+        a1, b1 = _side(up, P, mid, hi)
+        a0, b0 = _side(up, P, lo, mid - 1)
+        if _decide(1 if m >= mid else 0, _mass(table, offset, mu, a1, b1), _mass(table, offset, mu, a0, b0),
+                   10 + 2 * b + min(depth, 1), cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit,
+                   lr, decode, enc, out, dec, data, cost):
+            lo = mid
+        else:
+            hi = mid - 1
+        depth += 1
+    return P + lo if up else P - lo
