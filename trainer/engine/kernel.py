@@ -273,6 +273,16 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                                  + _near(P - xq - n + V[r1, X, c - 1])) * S
                     else:
                         cx[5] = ((_near(nn - P) * 9) + _near(ww - P)) * S
+                    if c >= 2:  # and the first channel's, to NW and NE
+                        x0 = V[r0, X, 0]
+                        cx[6] = (((c * 9 + _near(P - x0 - w + V[r0, X - 1, 0])) * 9 + _near(P - x0 - n + V[r1, X, 0])) * 4
+                                 + par) * S
+                    elif c == 1:
+                        xq = V[r0, X, 0]
+                        cx[6] = (((c * 9 + _near(P - xq - nw + V[r1, X - 1, 0])) * 9 + _near(P - xq - ne + V[r1, X + 1, 0])) * 4
+                                 + par) * S
+                    else:
+                        cx[6] = par * S
                     cost[0] = 0
                     v = mixing.code_value(np.int64(0 if decode else image[y, x, c]), min(255, (mu + (ONE >> 1)) >> SH),
                                           table, offset, mu, cx, probs, counts, mix_w, (c * mixing.MIXER_SETS + (bucket * mixing.MIXER_SETS) // nb) * S, apm,

@@ -26,7 +26,7 @@ import numpy as np
 from trainer.engine import rangecoder as rc
 from trainer.engine.tables import cum
 
-NCTX = 6  # adaptive context models
+NCTX = 7  # adaptive context models
 NIN = NCTX + 2  # mixer inputs: the logistic, the counters, a bias
 NODES = 32  # decision kinds: zero, sign, 7 magnitude classes, 2 per class for the halvings
 CTX_SIZE = 1 << 16  # counters per context model
