@@ -106,7 +106,7 @@ def _decide(bit, m1, m0, node, cx, probs, counts, weights, wbase, apm, abase, x,
     lo_w = s & 127
     ja = (abase + node) * 33 + (s >> 7)
     pa = (apm[ja] * (128 - lo_w) + apm[ja + 1] * lo_w) >> 11
-    p = max(1, min(4095, (pm + 3 * pa + 2) >> 2))
+    p = max(1, min(4095, (pm + pa + 1) >> 1))
     p16 = p << 4
     if decode:
         bit = 1 if rc.target(dec) < p16 else 0
