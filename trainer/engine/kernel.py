@@ -285,7 +285,7 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                         cx[6] = par * S
                     cost[0] = 0
                     v = mixing.code_value(np.int64(0 if decode else image[y, x, c]), min(255, (mu + (ONE >> 1)) >> SH),
-                                          table, offset, mu, cx, probs, counts, mix_w, (c * mixing.MIXER_SETS + (bucket * mixing.MIXER_SETS) // nb) * S, apm,
+                                          table, offset, mu, max(0, min(255 << SH, base)), cx, probs, counts, mix_w, (c * mixing.MIXER_SETS + (bucket * mixing.MIXER_SETS) // nb) * S, apm,
                                           (c * mixing.APM_CONTEXTS + min(bucket, mixing.APM_CONTEXTS - 1)) * S, x_in, STRETCH,
                                           SQUASH_POINTS, RATES, code_length, limit, lr, decode, enc, out, dec, data, cost)
                     if decode:

@@ -27,7 +27,7 @@ from trainer.engine import rangecoder as rc
 from trainer.engine.tables import cum
 
 NCTX = 7  # adaptive context models
-NIN = NCTX + 2  # mixer inputs: the logistic, the counters, a bias
+NIN = NCTX + 3  # mixer inputs: the logistic, the counters, a second logistic, a bias
 NODES = 32  # decision kinds: zero, sign, 7 magnitude classes, 2 per class for the halvings
 CTX_SIZE = 1 << 16  # counters per context model
 APM_CONTEXTS = 32  # APM contexts per channel and node (the error energy bucket)
@@ -84,14 +84,23 @@ def new_state(channels):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _decide(bit, m1, m0, node, cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr,
+def _mass(table, offset, mu, a, b):
+    """The logistic's mass on values a..b-1."""
+    return cum(table, offset, mu, b) - cum(table, offset, mu, a)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _decide(bit, a1, b1, a0, b0, table, offset, mu, mu2, node, cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr,
             decode, enc, out, dec, data, cost):
     """Code one decision: `bit` (the encoder's; the decoder's comes from the stream) with the
     logistic's masses m1 (bit 1) and m0 (bit 0). Returns the bit; adds its code length (1/256
     bit) to cost[0]."""
-    pl = ((m1 << 12) + ((m1 + m0) >> 1)) // (m1 + m0)
-    pl = max(1, min(4095, pl))
-    x[0] = stretch[pl]
+    m1 = _mass(table, offset, mu, a1, b1)
+    m0 = _mass(table, offset, mu, a0, b0) if a0 >= 0 else 65536 - m1
+    x[0] = stretch[max(1, min(4095, ((m1 << 12) + ((m1 + m0) >> 1)) // (m1 + m0)))]
+    m1 = _mass(table, offset, mu2, a1, b1)
+    m0 = _mass(table, offset, mu2, a0, b0) if a0 >= 0 else 65536 - m1
+    x[NIN - 2] = stretch[max(1, min(4095, ((m1 << 12) + ((m1 + m0) >> 1)) // (m1 + m0)))]
     for i in range(NCTX):
         x[i + 1] = stretch[probs[i, cx[i] + node] >> 4]
     x[NIN - 1] = 256
@@ -135,25 +144,18 @@ def _decide(bit, m1, m0, node, cx, probs, counts, weights, wbase, apm, abase, x,
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _mass(table, offset, mu, a, b):
-    """The logistic's mass on values a..b-1."""
-    return cum(table, offset, mu, b) - cum(table, offset, mu, a)
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
 def _side(up, P, a, b):
     """Values P + a .. P + b (up) or P - b .. P - a, as a half-open range."""
     return (P + a, P + b + 1) if up else (P - b, P - a + 1)
 
 
 @numba.njit(cache=True, nogil=True)
-def code_value(v, P, table, offset, mu, cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr,
+def code_value(v, P, table, offset, mu, mu2, cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr,
                decode, enc, out, dec, data, cost):
     """Code value v (0..255; the decoder's comes from the stream) as decisions around P (the
     prediction, rounded): v == P? v > P? m = |v - P| >= 2, 4, 8 ...? then m's class halved down to
     one value. A decision whose side holds no value is not coded. Returns v."""
-    if _decide(1 if v == P else 0, _mass(table, offset, mu, P, P + 1),
-               _mass(table, offset, mu, 0, P) + _mass(table, offset, mu, P + 1, 256), 0, cx, probs, counts,
+    if _decide(1 if v == P else 0, P, P + 1, -1, -1, table, offset, mu, mu2, 0, cx, probs, counts,
                weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr, decode, enc, out, dec, data, cost):
         return P
     if P == 0:
@@ -161,7 +163,7 @@ def code_value(v, P, table, offset, mu, cx, probs, counts, weights, wbase, apm, 
     elif P == 255:
         up = 0
     else:
-        up = _decide(1 if v > P else 0, _mass(table, offset, mu, P + 1, 256), _mass(table, offset, mu, 0, P), 1,
+        up = _decide(1 if v > P else 0, P + 1, 256, 0, P, table, offset, mu, mu2, 1,
                      cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr,
                      decode, enc, out, dec, data, cost)
     top = 255 - P if up else P  # the largest magnitude possible
@@ -170,8 +172,7 @@ def code_value(v, P, table, offset, mu, cx, probs, counts, weights, wbase, apm, 
     while (2 << b) <= top:  # is m in a higher class than [2^b, 2^(b+1))?
         a1, b1 = _side(up, P, 2 << b, top)
         a0, b0 = _side(up, P, 1 << b, (2 << b) - 1)
-        if not _decide(1 if m >= (2 << b) else 0, _mass(table, offset, mu, a1, b1), _mass(table, offset, mu, a0, b0),
-                       2 + b, cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr,
+        if not _decide(1 if m >= (2 << b) else 0, a1, b1, a0, b0, table, offset, mu, mu2, 2 + b, cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr,
                        decode, enc, out, dec, data, cost):
             break
         b += 1
@@ -181,8 +182,7 @@ def code_value(v, P, table, offset, mu, cx, probs, counts, weights, wbase, apm, 
         mid = (lo + hi + 1) >> 1
         a1, b1 = _side(up, P, mid, hi)
         a0, b0 = _side(up, P, lo, mid - 1)
-        if _decide(1 if m >= mid else 0, _mass(table, offset, mu, a1, b1), _mass(table, offset, mu, a0, b0),
-                   10 + 2 * b + min(depth, 1), cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit,
+        if _decide(1 if m >= mid else 0, a1, b1, a0, b0, table, offset, mu, mu2, 10 + 2 * b + min(depth, 1), cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit,
                    lr, decode, enc, out, dec, data, cost):
             lo = mid
         else:
