@@ -146,11 +146,11 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
     pixels = 0
     ideal = 0
     use_mix = p[MIX] > 0
-    probs, counts, mix_w, apm = mixing.new_state(channels)
+    model = mixing.new_state(channels)
+    cost = model[5]
+    consts = (STRETCH, SQUASH_POINTS, RATES, code_length)
     cx = np.zeros(mixing.NCTX, dtype=np.int64)
-    x_in = np.zeros(mixing.NIN, dtype=np.int64)
-    cost = np.zeros(1, dtype=np.int64)
-    limit, lr = p[MIX_LIMIT], p[MIX_LR]
+    sel = np.array([0, 0, 0, p[MIX_LIMIT], p[MIX_LR]], dtype=np.int64)
     for y in range(y0, y1):
         r0, r1, r2 = (y - y0) % 3, (y - y0 + 2) % 3, (y - y0 + 1) % 3  # rows y, y-1, y-2
         for c in range(channels):  # left border: the first pixel of the row above
@@ -283,11 +283,14 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                                  + par) * S
                     else:
                         cx[6] = par * S
+                    sel[0] = (c * mixing.MIXER_SETS + (bucket * mixing.MIXER_SETS) // nb) * S
+                    sel[1] = (channels * mixing.MIXER_SETS + c * mixing.MIXER_SETS2
+                              + (_near(P - V[r0, X, c - 1] - w + V[r0, X - 1, c - 1]) if c >= 1 else _near(n - P))) * S
+                    sel[2] = (c * mixing.APM_CONTEXTS + min(bucket, mixing.APM_CONTEXTS - 1)) * S
                     cost[0] = 0
-                    v = mixing.code_value(np.int64(0 if decode else image[y, x, c]), min(255, (mu + (ONE >> 1)) >> SH),
-                                          table, offset, mu, max(0, min(255 << SH, base)), cx, probs, counts, mix_w, (c * mixing.MIXER_SETS + (bucket * mixing.MIXER_SETS) // nb) * S, apm,
-                                          (c * mixing.APM_CONTEXTS + min(bucket, mixing.APM_CONTEXTS - 1)) * S, x_in, STRETCH,
-                                          SQUASH_POINTS, RATES, code_length, limit, lr, decode, enc, out, dec, data, cost)
+                    v = mixing.code_value(np.int64(0 if decode else image[y, x, c]), P,
+                                          (table, offset, mu, max(0, min(255 << SH, base))), cx, sel, model,
+                                          consts, decode, (enc, out, dec, data))
                     if decode:
                         image[y, x, c] = v
                     bits = cost[0]

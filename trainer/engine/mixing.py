@@ -11,10 +11,14 @@ correct it where they know better, as in the context-mixing codecs (paq8px's ima
    there (the table's CDF), stretched: st(p) = ln(p / (1 - p)), in 1/256.
 2. `NCTX` counters, each a 16-bit probability with a count-driven rate (1/(n+2), at most the
    setting's limit), indexed by their context and the decision's node, stretched likewise.
-3. A logistic mixer: p = squash(sum w_i st_i), one weight set per channel and node, trained online
-   on the coded bit (w += lr * err * st_i). The logistic's weight starts at 1 and the others at 0,
-   so an image starts as coded without the stage.
-4. The bit is range coded with p in 1/4096.
+3. Two logistic mixers, p = squash(sum w_i st_i), each trained online on the coded bit
+   (w += lr * err * st_i), their weight sets chosen per channel and node by different small
+   contexts (the error energy; the prediction against the previous channel's difference);
+   their outputs averaged in the stretched domain. The logistic's weight starts at 1 and the
+   others at 0, so an image starts as coded without the stage.
+4. An APM: the mixed probability refined by the error-energy context's own map of it
+   (interpolated on 33 points), averaged in at 1/2.
+5. The bit is range coded with p in 1/4096.
 
 Everything is integer (the squash table below is the logistic at 33 points, in 1/4096, and `stretch`
 its integer inverse), so encoder and decoder agree on every machine.
@@ -32,6 +36,7 @@ NODES = 32  # decision kinds: zero, sign, 7 magnitude classes, 2 per class for t
 CTX_SIZE = 1 << 16  # counters per context model
 APM_CONTEXTS = 32  # APM contexts per channel and node (the error energy bucket)
 APM_RATE = 6
+MIXER_SETS2 = 9  # a second mixer's weight sets, chosen by the prediction against the previous channel
 MIXER_SETS = 4  # mixer weight sets per channel and node, chosen by the error energy
 SQUASH_POINTS = np.array([1, 2, 4, 6, 10, 17, 27, 45, 74, 120, 194, 311, 488, 747, 1102, 1546, 2048, 2550, 2994,
                           3349, 3608, 3785, 3902, 3976, 4022, 4051, 4069, 4079, 4086, 4090, 4092, 4094, 4095],
@@ -73,14 +78,16 @@ RATES = make_rates()
 
 @numba.njit(cache=True, nogil=True)
 def new_state(channels):
+    """(counter probabilities, counter counts, mixer weights, APM maps, mixer inputs, a code-length
+    accumulator): one stripe's adaptive state."""
     probs = np.full((NCTX, CTX_SIZE), 32768, dtype=np.int64)
     counts = np.zeros((NCTX, CTX_SIZE), dtype=np.int64)
-    weights = np.zeros((channels * NODES * MIXER_SETS, NIN), dtype=np.int64)
+    weights = np.zeros((channels * NODES * (MIXER_SETS + MIXER_SETS2), NIN), dtype=np.int64)
     weights[:, 0] = 65536
     apm = np.zeros(channels * APM_CONTEXTS * NODES * 33, dtype=np.int64)
     for i in range(apm.shape[0]):
         apm[i] = squash(((i % 33) - 16) * 128, SQUASH_POINTS) * 16
-    return probs, counts, weights, apm
+    return probs, counts, weights, apm, np.zeros(NIN, dtype=np.int64), np.zeros(1, dtype=np.int64)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -90,33 +97,39 @@ def _mass(table, offset, mu, a, b):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _decide(bit, a1, b1, a0, b0, table, offset, mu, mu2, node, cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr,
-            decode, enc, out, dec, data, cost):
-    """Code one decision: `bit` (the encoder's; the decoder's comes from the stream) with the
-    logistic's masses m1 (bit 1) and m0 (bit 0). Returns the bit; adds its code length (1/256
-    bit) to cost[0]."""
+def _stretched(table, offset, mu, a1, b1, a0, b0, stretch):
+    """The logistic's stretched probability of values a1..b1-1 against a0..b0-1 (a0 < 0: all others)."""
     m1 = _mass(table, offset, mu, a1, b1)
-    m0 = _mass(table, offset, mu, a0, b0) if a0 >= 0 else 65536 - m1
-    x[0] = stretch[max(1, min(4095, ((m1 << 12) + ((m1 + m0) >> 1)) // (m1 + m0)))]
-    m1 = _mass(table, offset, mu2, a1, b1)
-    m0 = _mass(table, offset, mu2, a0, b0) if a0 >= 0 else 65536 - m1
-    x[NIN - 2] = stretch[max(1, min(4095, ((m1 << 12) + ((m1 + m0) >> 1)) // (m1 + m0)))]
+    m0 = _mass(table, offset, mu, a0, b0) if a0 >= 0 else (1 << 16) - m1
+    return stretch[max(1, min(4095, ((m1 << 12) + ((m1 + m0) >> 1)) // (m1 + m0)))]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _decide(bit, a1, b1, a0, b0, node, dist, cx, sel, model, consts, decode, io):
+    """Code one decision: is the value in a1..b1-1 (bit 1) or a0..b0-1? `bit` is the encoder's;
+    the decoder's comes from the stream. Returns the bit; adds its code length (1/256 bit) to the
+    model's accumulator."""
+    table, offset, mu, mu2 = dist
+    probs, counts, weights, apm, x, cost = model
+    stretch, points, rates, code_length = consts
+    enc, out, dec, data = io
+    x[0] = _stretched(table, offset, mu, a1, b1, a0, b0, stretch)
     for i in range(NCTX):
         x[i + 1] = stretch[probs[i, cx[i] + node] >> 4]
+    x[NCTX + 1] = _stretched(table, offset, mu2, a1, b1, a0, b0, stretch)
     x[NIN - 1] = 256
-    ws = wbase + node
-    dot = 0
+    ws, ws2 = sel[0] + node, sel[1] + node
+    dot1, dot2 = 0, 0
     for i in range(NIN):
-        dot += weights[ws, i] * x[i]
-    pm = squash(dot >> 16, points)
-    # the APM: the mixed probability refined by a context's own map of it (interpolated on 33
-    # points of its stretch), averaged in at 3/4
-    s = max(-2047, min(2047, dot >> 16)) + 2048
-    lo_w = s & 127
-    ja = (abase + node) * 33 + (s >> 7)
-    pa = (apm[ja] * (128 - lo_w) + apm[ja + 1] * lo_w) >> 11
-    p = max(1, min(4095, (pm + pa + 1) >> 1))
-    p16 = p << 4
+        dot1 += weights[ws, i] * x[i]
+        dot2 += weights[ws2, i] * x[i]
+    dot = max(-2047, min(2047, (dot1 + dot2) >> 17))
+    pm = squash(dot, points)
+    s = dot + 2048
+    low_w = s & 127
+    ja = (sel[2] + node) * 33 + (s >> 7)
+    pa = (apm[ja] * (128 - low_w) + apm[ja + 1] * low_w) >> 11
+    p16 = max(1, min(4095, (pm + pa + 1) >> 1)) << 4
     if decode:
         bit = 1 if rc.target(dec) < p16 else 0
         if bit:
@@ -129,11 +142,15 @@ def _decide(bit, a1, b1, a0, b0, table, offset, mu, mu2, node, cx, probs, counts
         rc.encode(enc, out, p16, 65536 - p16)
     cost[0] += code_length[p16 if bit else 65536 - p16]
     target = bit << 16
-    apm[ja] += ((target - apm[ja]) * (128 - lo_w)) >> (APM_RATE + 7)
-    apm[ja + 1] += ((target - apm[ja + 1]) * lo_w) >> (APM_RATE + 7)
-    err = ((bit << 12) - pm) * lr
+    apm[ja] += ((target - apm[ja]) * (128 - low_w)) >> (APM_RATE + 7)
+    apm[ja + 1] += ((target - apm[ja + 1]) * low_w) >> (APM_RATE + 7)
+    lr = sel[4]
+    err1 = ((bit << 12) - squash(max(-2047, min(2047, dot1 >> 16)), points)) * lr
+    err2 = ((bit << 12) - squash(max(-2047, min(2047, dot2 >> 16)), points)) * lr
     for i in range(NIN):
-        weights[ws, i] += (x[i] * err) >> 14
+        weights[ws, i] += (x[i] * err1) >> 14
+        weights[ws2, i] += (x[i] * err2) >> 14
+    limit = sel[3]
     for i in range(NCTX):
         j = cx[i] + node
         n = counts[i, j]
@@ -150,30 +167,28 @@ def _side(up, P, a, b):
 
 
 @numba.njit(cache=True, nogil=True)
-def code_value(v, P, table, offset, mu, mu2, cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr,
-               decode, enc, out, dec, data, cost):
+def code_value(v, P, dist, cx, sel, model, consts, decode, io):
     """Code value v (0..255; the decoder's comes from the stream) as decisions around P (the
     prediction, rounded): v == P? v > P? m = |v - P| >= 2, 4, 8 ...? then m's class halved down to
-    one value. A decision whose side holds no value is not coded. Returns v."""
-    if _decide(1 if v == P else 0, P, P + 1, -1, -1, table, offset, mu, mu2, 0, cx, probs, counts,
-               weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr, decode, enc, out, dec, data, cost):
+    one value. A decision whose side holds no value is not coded. `dist`: (CDF row, its offset,
+    the prediction in 1/16, a second prediction) for the logistic inputs; `cx`: the counters'
+    context indices; `sel`: (mixer 1 set, mixer 2 set, APM context, counter limit, learning rate).
+    Returns v."""
+    if _decide(1 if v == P else 0, P, P + 1, -1, -1, 0, dist, cx, sel, model, consts, decode, io):
         return P
     if P == 0:
         up = 1
     elif P == 255:
         up = 0
     else:
-        up = _decide(1 if v > P else 0, P + 1, 256, 0, P, table, offset, mu, mu2, 1,
-                     cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr,
-                     decode, enc, out, dec, data, cost)
+        up = _decide(1 if v > P else 0, P + 1, 256, 0, P, 1, dist, cx, sel, model, consts, decode, io)
     top = 255 - P if up else P  # the largest magnitude possible
     m = v - P if up else P - v
     b = 0
     while (2 << b) <= top:  # is m in a higher class than [2^b, 2^(b+1))?
         a1, b1 = _side(up, P, 2 << b, top)
         a0, b0 = _side(up, P, 1 << b, (2 << b) - 1)
-        if not _decide(1 if m >= (2 << b) else 0, a1, b1, a0, b0, table, offset, mu, mu2, 2 + b, cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit, lr,
-                       decode, enc, out, dec, data, cost):
+        if not _decide(1 if m >= (2 << b) else 0, a1, b1, a0, b0, 2 + b, dist, cx, sel, model, consts, decode, io):
             break
         b += 1
     lo, hi = 1 << b, min((2 << b) - 1, top)
@@ -182,8 +197,8 @@ def code_value(v, P, table, offset, mu, mu2, cx, probs, counts, weights, wbase, 
         mid = (lo + hi + 1) >> 1
         a1, b1 = _side(up, P, mid, hi)
         a0, b0 = _side(up, P, lo, mid - 1)
-        if _decide(1 if m >= mid else 0, a1, b1, a0, b0, table, offset, mu, mu2, 10 + 2 * b + min(depth, 1), cx, probs, counts, weights, wbase, apm, abase, x, stretch, points, rates, code_length, limit,
-                   lr, decode, enc, out, dec, data, cost):
+        if _decide(1 if m >= mid else 0, a1, b1, a0, b0, 10 + 2 * b + min(depth, 1), dist, cx, sel, model, consts,
+                   decode, io):
             lo = mid
         else:
             hi = mid - 1
