@@ -147,7 +147,7 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
     ideal = 0
     use_mix = p[MIX] > 0
     model = mixing.new_state(channels)
-    cost = model[5]
+    cost = model[4]
     consts = (STRETCH, SQUASH_POINTS, RATES, code_length)
     cx = np.zeros(mixing.NCTX, dtype=np.int64)
     sel = np.array([0, 0, 0, p[MIX_LIMIT], p[MIX_LR]], dtype=np.int64)

@@ -78,16 +78,16 @@ RATES = make_rates()
 
 @numba.njit(cache=True, nogil=True)
 def new_state(channels):
-    """(counter probabilities, counter counts, mixer weights, APM maps, mixer inputs, a code-length
-    accumulator): one stripe's adaptive state."""
-    probs = np.full((NCTX, CTX_SIZE), 32768, dtype=np.int64)
-    counts = np.zeros((NCTX, CTX_SIZE), dtype=np.int64)
+    """(counters, mixer weights, APM maps, mixer inputs, a code-length accumulator): one stripe's
+    adaptive state. A counter is one uint32: its probability of a 1 in the high 22 bits, its
+    update count in the low 10."""
+    counters = np.full((NCTX, CTX_SIZE), 1 << 31, dtype=np.uint32)  # p = 1/2, n = 0
     weights = np.zeros((channels * NODES * (MIXER_SETS + MIXER_SETS2), NIN), dtype=np.int64)
     weights[:, 0] = 65536
     apm = np.zeros(channels * APM_CONTEXTS * NODES * 33, dtype=np.int64)
     for i in range(apm.shape[0]):
         apm[i] = squash(((i % 33) - 16) * 128, SQUASH_POINTS) * 16
-    return probs, counts, weights, apm, np.zeros(NIN, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    return counters, weights, apm, np.zeros(NIN, dtype=np.int64), np.zeros(1, dtype=np.int64)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -110,12 +110,12 @@ def _decide(bit, a1, b1, a0, b0, node, dist, cx, sel, model, consts, decode, io)
     the decoder's comes from the stream. Returns the bit; adds its code length (1/256 bit) to the
     model's accumulator."""
     table, offset, mu, mu2 = dist
-    probs, counts, weights, apm, x, cost = model
+    counters, weights, apm, x, cost = model
     stretch, points, rates, code_length = consts
     enc, out, dec, data = io
     x[0] = _stretched(table, offset, mu, a1, b1, a0, b0, stretch)
     for i in range(NCTX):
-        x[i + 1] = stretch[probs[i, cx[i] + node] >> 4]
+        x[i + 1] = stretch[np.int64(counters[i, cx[i] + node]) >> 20]
     x[NCTX + 1] = _stretched(table, offset, mu2, a1, b1, a0, b0, stretch)
     x[NIN - 1] = 256
     ws, ws2 = sel[0] + node, sel[1] + node
@@ -151,12 +151,13 @@ def _decide(bit, a1, b1, a0, b0, node, dist, cx, sel, model, consts, decode, io)
         weights[ws, i] += (x[i] * err1) >> 14
         weights[ws2, i] += (x[i] * err2) >> 14
     limit = sel[3]
+    target = bit << 22
     for i in range(NCTX):
         j = cx[i] + node
-        n = counts[i, j]
-        probs[i, j] += ((target - probs[i, j]) * rates[n]) >> 16
-        if n < limit:
-            counts[i, j] = n + 1
+        state = np.int64(counters[i, j])
+        n, q = state & 1023, state >> 10
+        q += ((target - q) * rates[n]) >> 16
+        counters[i, j] = (q << 10) | (n + 1 if n < limit else n)
     return bit
 
 
