@@ -33,7 +33,7 @@ def _map(fn, items, threads: int | None):
         return list(pool.map(fn, items))
 
 
-SAMPLE_ROWS = 128  # rows the encoder codes every way it may choose, to choose
+SAMPLE_ROWS = 64  # rows the encoder codes every way it may choose, to choose
 
 
 def choices(settings: EngineSettings) -> list[EngineSettings]:

@@ -146,9 +146,7 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
     pixels = 0
     ideal = 0
     use_mix = p[MIX] > 0
-    model = mixing.new_state(channels)
-    cost = model[4]
-    consts = (STRETCH, SQUASH_POINTS, RATES, code_length)
+    counters, weights, apm, x_in = mixing.new_state(channels)
     cx = np.zeros(mixing.NCTX, dtype=np.int64)
     sel = np.array([0, 0, 0, p[MIX_LIMIT], p[MIX_LR]], dtype=np.int64)
     for y in range(y0, y1):
@@ -287,13 +285,11 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                     sel[1] = (channels * mixing.MIXER_SETS + c * mixing.MIXER_SETS2
                               + (_near(P - V[r0, X, c - 1] - w + V[r0, X - 1, c - 1]) if c >= 1 else _near(n - P))) * S
                     sel[2] = (c * mixing.APM_CONTEXTS + min(bucket, mixing.APM_CONTEXTS - 1)) * S
-                    cost[0] = 0
-                    v = mixing.code_value(np.int64(0 if decode else image[y, x, c]), P,
-                                          (table, offset, mu, max(0, min(255 << SH, base))), cx, sel, model,
-                                          consts, decode, (enc, out, dec, data))
+                    v, bits = mixing.code_value(np.int64(0 if decode else image[y, x, c]), P, table, offset, mu,
+                                                max(0, min(255 << SH, base)), cx, sel, counters, weights, apm, x_in,
+                                                STRETCH, SQUASH_POINTS, RATES, code_length, decode, enc, out, dec, data)
                     if decode:
                         image[y, x, c] = v
-                    bits = cost[0]
                 elif decode:
                     t = rc.target(dec)
                     lo, hi = 0, 256

@@ -78,8 +78,7 @@ RATES = make_rates()
 
 @numba.njit(cache=True, nogil=True)
 def new_state(channels):
-    """(counters, mixer weights, APM maps, mixer inputs, a code-length accumulator): one stripe's
-    adaptive state. A counter is one uint32: its probability of a 1 in the high 22 bits, its
+    """(counters, mixer weights, APM maps, the mixer's inputs): one stripe's adaptive state. A counter is one uint32: its probability of a 1 in the high 22 bits, its
     update count in the low 10."""
     counters = np.full((NCTX, CTX_SIZE), 1 << 31, dtype=np.uint32)  # p = 1/2, n = 0
     weights = np.zeros((channels * NODES * (MIXER_SETS + MIXER_SETS2), NIN), dtype=np.int64)
@@ -87,7 +86,7 @@ def new_state(channels):
     apm = np.zeros(channels * APM_CONTEXTS * NODES * 33, dtype=np.int64)
     for i in range(apm.shape[0]):
         apm[i] = squash(((i % 33) - 16) * 128, SQUASH_POINTS) * 16
-    return counters, weights, apm, np.zeros(NIN, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    return counters, weights, apm, np.zeros(NIN, dtype=np.int64)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -104,104 +103,111 @@ def _stretched(table, offset, mu, a1, b1, a0, b0, stretch):
     return stretch[max(1, min(4095, ((m1 << 12) + ((m1 + m0) >> 1)) // (m1 + m0)))]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _decide(bit, a1, b1, a0, b0, node, dist, cx, sel, model, consts, decode, io):
-    """Code one decision: is the value in a1..b1-1 (bit 1) or a0..b0-1? `bit` is the encoder's;
-    the decoder's comes from the stream. Returns the bit; adds its code length (1/256 bit) to the
-    model's accumulator."""
-    table, offset, mu, mu2 = dist
-    counters, weights, apm, x, cost = model
-    stretch, points, rates, code_length = consts
-    enc, out, dec, data = io
-    x[0] = _stretched(table, offset, mu, a1, b1, a0, b0, stretch)
-    for i in range(NCTX):
-        x[i + 1] = stretch[np.int64(counters[i, cx[i] + node]) >> 20]
-    x[NCTX + 1] = _stretched(table, offset, mu2, a1, b1, a0, b0, stretch)
-    x[NIN - 1] = 256
-    ws, ws2 = sel[0] + node, sel[1] + node
-    dot1, dot2 = 0, 0
-    for i in range(NIN):
-        dot1 += weights[ws, i] * x[i]
-        dot2 += weights[ws2, i] * x[i]
-    dot = max(-2047, min(2047, (dot1 + dot2) >> 17))
-    pm = squash(dot, points)
-    s = dot + 2048
-    low_w = s & 127
-    ja = (sel[2] + node) * 33 + (s >> 7)
-    pa = (apm[ja] * (128 - low_w) + apm[ja + 1] * low_w) >> 11
-    p16 = max(1, min(4095, (pm + pa + 1) >> 1)) << 4
-    if decode:
-        bit = 1 if rc.target(dec) < p16 else 0
-        if bit:
-            rc.consume(dec, data, 0, p16)
-        else:
-            rc.consume(dec, data, p16, 65536 - p16)
-    elif bit:
-        rc.encode(enc, out, 0, p16)
-    else:
-        rc.encode(enc, out, p16, 65536 - p16)
-    cost[0] += code_length[p16 if bit else 65536 - p16]
-    target = bit << 16
-    apm[ja] += ((target - apm[ja]) * (128 - low_w)) >> (APM_RATE + 7)
-    apm[ja + 1] += ((target - apm[ja + 1]) * low_w) >> (APM_RATE + 7)
-    lr = sel[4]
-    err1 = ((bit << 12) - squash(max(-2047, min(2047, dot1 >> 16)), points)) * lr
-    err2 = ((bit << 12) - squash(max(-2047, min(2047, dot2 >> 16)), points)) * lr
-    for i in range(NIN):
-        weights[ws, i] += (x[i] * err1) >> 14
-        weights[ws2, i] += (x[i] * err2) >> 14
-    limit = sel[3]
-    target = bit << 22
-    for i in range(NCTX):
-        j = cx[i] + node
-        state = np.int64(counters[i, j])
-        n, q = state & 1023, state >> 10
-        q += ((target - q) * rates[n]) >> 16
-        counters[i, j] = (q << 10) | (n + 1 if n < limit else n)
-    return bit
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _side(up, P, a, b):
-    """Values P + a .. P + b (up) or P - b .. P - a, as a half-open range."""
-    return (P + a, P + b + 1) if up else (P - b, P - a + 1)
-
-
 @numba.njit(cache=True, nogil=True)
-def code_value(v, P, dist, cx, sel, model, consts, decode, io):
+def code_value(v, P, table, offset, mu, mu2, cx, sel, counters, weights, apm, x, stretch, points, rates, code_length,
+               decode, enc, out, dec, data):
     """Code value v (0..255; the decoder's comes from the stream) as decisions around P (the
     prediction, rounded): v == P? v > P? m = |v - P| >= 2, 4, 8 ...? then m's class halved down to
-    one value. A decision whose side holds no value is not coded. `dist`: (CDF row, its offset,
-    the prediction in 1/16, a second prediction) for the logistic inputs; `cx`: the counters'
-    context indices; `sel`: (mixer 1 set, mixer 2 set, APM context, counter limit, learning rate).
-    Returns v."""
-    if _decide(1 if v == P else 0, P, P + 1, -1, -1, 0, dist, cx, sel, model, consts, decode, io):
-        return P
-    if P == 0:
-        up = 1
-    elif P == 255:
-        up = 0
-    else:
-        up = _decide(1 if v > P else 0, P + 1, 256, 0, P, 1, dist, cx, sel, model, consts, decode, io)
-    top = 255 - P if up else P  # the largest magnitude possible
+    one value; a decision whose side holds no value is not coded. The logistic inputs: the CDF
+    row `table` (and its offset) at the prediction mu and at a second prediction mu2 (1/16 pixel);
+    `cx`: the counters' context indices; `sel`: (mixer 1 set, mixer 2 set, APM context, counter
+    limit, learning rate). Returns (v, its code length in 1/256 bit).
+
+    One loop codes every decision (what it splits is set up by `stage`), so that the decision's
+    code is compiled once."""
+    cost = 0
+    lr, limit = sel[4], sel[3]
+    up = 1 if v > P else 0
     m = v - P if up else P - v
-    b = 0
-    while (2 << b) <= top:  # is m in a higher class than [2^b, 2^(b+1))?
-        a1, b1 = _side(up, P, 2 << b, top)
-        a0, b0 = _side(up, P, 1 << b, (2 << b) - 1)
-        if not _decide(1 if m >= (2 << b) else 0, a1, b1, a0, b0, 2 + b, dist, cx, sel, model, consts, decode, io):
-            break
-        b += 1
-    lo, hi = 1 << b, min((2 << b) - 1, top)
-    depth = 0
-    while hi > lo:
-        mid = (lo + hi + 1) >> 1
-        a1, b1 = _side(up, P, mid, hi)
-        a0, b0 = _side(up, P, lo, mid - 1)
-        if _decide(1 if m >= mid else 0, a1, b1, a0, b0, 10 + 2 * b + min(depth, 1), dist, cx, sel, model, consts,
-                   decode, io):
-            lo = mid
+    stage, b, lo, hi, depth = 0, 0, 0, 0, 0
+    while True:
+        # the decision: bit 1 for values a1..b1-1, bit 0 for a0..b0-1
+        if stage == 0:  # v == P?
+            bit, a1, b1, a0, b0, node = (1 if v == P else 0), P, P + 1, -1, -1, 0
+        elif stage == 1:  # v > P?
+            bit, a1, b1, a0, b0, node = up, P + 1, 256, 0, P, 1
+        elif stage == 2:  # is m in a higher class than [2^b, 2^(b+1))?
+            top = 255 - P if up else P
+            bit, node = (1 if m >= (2 << b) else 0), 2 + b
+            a1, b1 = (P + (2 << b), top + P + 1) if up else (P - top, P - (2 << b) + 1)
+            a0, b0 = (P + (1 << b), P + (2 << b)) if up else (P - (2 << b) + 1, P - (1 << b) + 1)
+        else:  # is m in the upper half of lo..hi?
+            mid = (lo + hi + 1) >> 1
+            bit, node = (1 if m >= mid else 0), 10 + 2 * b + min(depth, 1)
+            a1, b1 = (P + mid, P + hi + 1) if up else (P - hi, P - mid + 1)
+            a0, b0 = (P + lo, P + mid) if up else (P - mid + 1, P - lo + 1)
+        # its probability: the logistic's, the counters', mixed twice, refined by the APM
+        x[0] = _stretched(table, offset, mu, a1, b1, a0, b0, stretch)
+        for i in range(NCTX):
+            x[i + 1] = stretch[np.int64(counters[i, cx[i] + node]) >> 20]
+        x[NCTX + 1] = _stretched(table, offset, mu2, a1, b1, a0, b0, stretch)
+        x[NIN - 1] = 256
+        ws, ws2 = sel[0] + node, sel[1] + node
+        dot1, dot2 = 0, 0
+        for i in range(NIN):
+            dot1 += weights[ws, i] * x[i]
+            dot2 += weights[ws2, i] * x[i]
+        dot = max(-2047, min(2047, (dot1 + dot2) >> 17))
+        pm = squash(dot, points)
+        s = dot + 2048
+        low_w = s & 127
+        ja = (sel[2] + node) * 33 + (s >> 7)
+        pa = (apm[ja] * (128 - low_w) + apm[ja + 1] * low_w) >> 11
+        p16 = max(1, min(4095, (pm + pa + 1) >> 1)) << 4
+        if decode:
+            bit = 1 if rc.target(dec) < p16 else 0
+            if bit:
+                rc.consume(dec, data, 0, p16)
+            else:
+                rc.consume(dec, data, p16, 65536 - p16)
+        elif bit:
+            rc.encode(enc, out, 0, p16)
         else:
-            hi = mid - 1
-        depth += 1
-    return P + lo if up else P - lo
+            rc.encode(enc, out, p16, 65536 - p16)
+        cost += code_length[p16 if bit else 65536 - p16]
+        # learn from it
+        target = bit << 16
+        apm[ja] += ((target - apm[ja]) * (128 - low_w)) >> (APM_RATE + 7)
+        apm[ja + 1] += ((target - apm[ja + 1]) * low_w) >> (APM_RATE + 7)
+        err1 = ((bit << 12) - squash(max(-2047, min(2047, dot1 >> 16)), points)) * lr
+        err2 = ((bit << 12) - squash(max(-2047, min(2047, dot2 >> 16)), points)) * lr
+        for i in range(NIN):
+            weights[ws, i] += (x[i] * err1) >> 14
+            weights[ws2, i] += (x[i] * err2) >> 14
+        target = bit << 22
+        for i in range(NCTX):
+            j = cx[i] + node
+            state = np.int64(counters[i, j])
+            n, q = state & 1023, state >> 10
+            q += ((target - q) * rates[n]) >> 16
+            counters[i, j] = (q << 10) | (n + 1 if n < limit else n)
+        # the next decision, or the value
+        if stage == 0:
+            if bit:
+                return P, cost
+            stage = 2 if P == 0 or P == 255 else 1
+            if stage == 2:
+                up = 1 if P == 0 else 0
+        elif stage == 1:
+            up = bit
+            stage = 2
+        elif stage == 2:
+            if bit:
+                b += 1
+            else:
+                stage = 3
+        else:
+            if bit:
+                lo = mid
+            else:
+                hi = mid - 1
+            depth += 1
+        if stage == 1:
+            continue
+        if stage == 2:
+            if (2 << b) > (255 - P if up else P):  # no higher class: m is in [2^b, top]
+                stage = 3
+        if stage == 3 and depth == 0 and hi == 0:
+            lo, hi = 1 << b, min((2 << b) - 1, 255 - P if up else P)
+        if stage == 3 and hi <= lo:
+            return (P + lo if up else P - lo), cost
