@@ -32,7 +32,7 @@ from trainer.engine.tables import cum
 
 NCTX = 7  # adaptive context models
 NIN = NCTX + 3  # mixer inputs: the logistic, the counters, a second logistic, a bias
-NODES = 32  # decision kinds: zero, sign, 7 magnitude classes, 2 per class for the halvings
+NODES = 16  # decision kinds: zero, sign, 7 magnitude classes
 CTX_SIZE = 1 << 16  # counters per context model
 APM_CONTEXTS = 32  # APM contexts per channel and node (the error energy bucket)
 APM_RATE = 6
@@ -107,8 +107,8 @@ def _stretched(table, offset, mu, a1, b1, a0, b0, stretch):
 def code_value(v, P, table, offset, mu, mu2, cx, sel, counters, weights, apm, x, stretch, points, rates, code_length,
                decode, enc, out, dec, data):
     """Code value v (0..255; the decoder's comes from the stream) as decisions around P (the
-    prediction, rounded): v == P? v > P? m = |v - P| >= 2, 4, 8 ...? then m's class halved down to
-    one value; a decision whose side holds no value is not coded. The logistic inputs: the CDF
+    prediction, rounded): v == P? v > P? m = |v - P| >= 2, 4, 8 ...? (a decision whose side holds
+    no value is not coded), then m within its class as one symbol under the logistic alone. The logistic inputs: the CDF
     row `table` (and its offset) at the prediction mu and at a second prediction mu2 (1/16 pixel);
     `cx`: the counters' context indices; `sel`: (mixer 1 set, mixer 2 set, APM context, counter
     limit, learning rate). Returns (v, its code length in 1/256 bit).
@@ -119,23 +119,18 @@ def code_value(v, P, table, offset, mu, mu2, cx, sel, counters, weights, apm, x,
     lr, limit = sel[4], sel[3]
     up = 1 if v > P else 0
     m = v - P if up else P - v
-    stage, b, lo, hi, depth = 0, 0, 0, 0, 0
+    stage, b = 0, 0
     while True:
         # the decision: bit 1 for values a1..b1-1, bit 0 for a0..b0-1
         if stage == 0:  # v == P?
             bit, a1, b1, a0, b0, node = (1 if v == P else 0), P, P + 1, -1, -1, 0
         elif stage == 1:  # v > P?
             bit, a1, b1, a0, b0, node = up, P + 1, 256, 0, P, 1
-        elif stage == 2:  # is m in a higher class than [2^b, 2^(b+1))?
+        else:  # is m in a higher class than [2^b, 2^(b+1))?
             top = 255 - P if up else P
             bit, node = (1 if m >= (2 << b) else 0), 2 + b
             a1, b1 = (P + (2 << b), top + P + 1) if up else (P - top, P - (2 << b) + 1)
             a0, b0 = (P + (1 << b), P + (2 << b)) if up else (P - (2 << b) + 1, P - (1 << b) + 1)
-        else:  # is m in the upper half of lo..hi?
-            mid = (lo + hi + 1) >> 1
-            bit, node = (1 if m >= mid else 0), 10 + 2 * b + min(depth, 1)
-            a1, b1 = (P + mid, P + hi + 1) if up else (P - hi, P - mid + 1)
-            a0, b0 = (P + lo, P + mid) if up else (P - mid + 1, P - lo + 1)
         # its probability: the logistic's, the counters', mixed twice, refined by the APM
         x[0] = _stretched(table, offset, mu, a1, b1, a0, b0, stretch)
         for i in range(NCTX):
@@ -191,23 +186,40 @@ def code_value(v, P, table, offset, mu, mu2, cx, sel, counters, weights, apm, x,
         elif stage == 1:
             up = bit
             stage = 2
-        elif stage == 2:
-            if bit:
-                b += 1
-            else:
-                stage = 3
+        elif bit:
+            b += 1
         else:
-            if bit:
-                lo = mid
-            else:
-                hi = mid - 1
-            depth += 1
+            stage = 3
         if stage == 1:
             continue
         if stage == 2:
             if (2 << b) > (255 - P if up else P):  # no higher class: m is in [2^b, top]
                 stage = 3
-        if stage == 3 and depth == 0 and hi == 0:
+        if stage == 3:
             lo, hi = 1 << b, min((2 << b) - 1, 255 - P if up else P)
-        if stage == 3 and hi <= lo:
+        if stage == 3:
+            if hi > lo:  # the value within its class: one symbol under the logistic alone
+                a, z = (P + lo, P + hi + 1) if up else (P - hi, P - lo + 1)
+                base = cum(table, offset, mu, a)
+                total = cum(table, offset, mu, z) - base
+                if decode:
+                    t = rc.target_of(dec, total) + base
+                    left, right = a, z
+                    while right - left > 1:
+                        middle = (left + right) >> 1
+                        if cum(table, offset, mu, middle) <= t:
+                            left = middle
+                        else:
+                            right = middle
+                    v = left
+                else:
+                    v = P + m if up else P - m
+                low = cum(table, offset, mu, v) - base
+                freq = cum(table, offset, mu, v + 1) - base - low
+                if decode:
+                    rc.consume_of(dec, data, low, freq, total)
+                else:
+                    rc.encode_of(enc, out, low, freq, total)
+                cost += code_length[max(1, (freq << 16) // total)]
+                return v, cost
             return (P + lo if up else P - lo), cost

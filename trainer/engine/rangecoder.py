@@ -58,6 +58,17 @@ def encode(state, out, cum, freq):
 
 
 @numba.njit(cache=True, nogil=True)
+def encode_of(state, out, cum, freq, total):
+    """Code the interval [cum, cum + freq) of `total` (at most 2**16)."""
+    r = state[1] // total
+    state[0] += r * cum
+    state[1] = r * freq
+    while state[1] < TOP:
+        state[1] = (state[1] << 8) & MASK32
+        _shift_low(state, out)
+
+
+@numba.njit(cache=True, nogil=True)
 def finish(state, out) -> int:
     """Flush; returns the number of bytes written."""
     for _ in range(5):
@@ -91,6 +102,23 @@ def target(state) -> int:
     r = state[1] >> TOTAL_BITS
     v = state[0] // r
     return v if v < (1 << TOTAL_BITS) else (1 << TOTAL_BITS) - 1
+
+
+@numba.njit(cache=True, nogil=True)
+def target_of(state, total) -> int:
+    """`target` for symbols whose frequencies sum to `total` (then call `consume_of`)."""
+    v = state[0] // (state[1] // total)
+    return v if v < total else total - 1
+
+
+@numba.njit(cache=True, nogil=True)
+def consume_of(state, data, cum, freq, total):
+    r = state[1] // total
+    state[0] -= r * cum
+    state[1] = r * freq
+    while state[1] < TOP:
+        state[0] = ((state[0] << 8) | _byte(state, data)) & MASK32
+        state[1] = (state[1] << 8) & MASK32
 
 
 @numba.njit(cache=True, nogil=True)
