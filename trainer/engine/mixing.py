@@ -32,7 +32,7 @@ from trainer.engine.tables import cum
 
 NCTX = 7  # adaptive context models
 NIN = NCTX + 3  # mixer inputs: the logistic, the counters, a second logistic, a bias
-NODES = 16  # decision kinds: zero, sign, 7 magnitude classes
+NODES = 16  # decision kinds: zero, sign, 7 magnitude classes, the first halving of 7 classes
 CTX_SIZE = 1 << 16  # counters per context model
 APM_CONTEXTS = 32  # APM contexts per channel and node (the error energy bucket)
 APM_RATE = 6
@@ -108,7 +108,7 @@ def code_value(v, P, table, offset, mu, mu2, cx, sel, counters, weights, apm, x,
                decode, enc, out, dec, data):
     """Code value v (0..255; the decoder's comes from the stream) as decisions around P (the
     prediction, rounded): v == P? v > P? m = |v - P| >= 2, 4, 8 ...? (a decision whose side holds
-    no value is not coded), then m within its class as one symbol under the logistic alone. The logistic inputs: the CDF
+    no value is not coded), then which half of its class, then m within that as one symbol under the logistic alone. The logistic inputs: the CDF
     row `table` (and its offset) at the prediction mu and at a second prediction mu2 (1/16 pixel);
     `cx`: the counters' context indices; `sel`: (mixer 1 set, mixer 2 set, APM context, counter
     limit, learning rate). Returns (v, its code length in 1/256 bit).
@@ -119,18 +119,23 @@ def code_value(v, P, table, offset, mu, mu2, cx, sel, counters, weights, apm, x,
     lr, limit = sel[4], sel[3]
     up = 1 if v > P else 0
     m = v - P if up else P - v
-    stage, b = 0, 0
+    stage, b, lo, hi, halved = 0, 0, 0, 0, 0
     while True:
         # the decision: bit 1 for values a1..b1-1, bit 0 for a0..b0-1
         if stage == 0:  # v == P?
             bit, a1, b1, a0, b0, node = (1 if v == P else 0), P, P + 1, -1, -1, 0
         elif stage == 1:  # v > P?
             bit, a1, b1, a0, b0, node = up, P + 1, 256, 0, P, 1
-        else:  # is m in a higher class than [2^b, 2^(b+1))?
+        elif stage == 2:  # is m in a higher class than [2^b, 2^(b+1))?
             top = 255 - P if up else P
             bit, node = (1 if m >= (2 << b) else 0), 2 + b
             a1, b1 = (P + (2 << b), top + P + 1) if up else (P - top, P - (2 << b) + 1)
             a0, b0 = (P + (1 << b), P + (2 << b)) if up else (P - (2 << b) + 1, P - (1 << b) + 1)
+        else:  # is m in the upper half of its class lo..hi?
+            mid = (lo + hi + 1) >> 1
+            bit, node = (1 if m >= mid else 0), 8 + b
+            a1, b1 = (P + mid, P + hi + 1) if up else (P - hi, P - mid + 1)
+            a0, b0 = (P + lo, P + mid) if up else (P - mid + 1, P - lo + 1)
         # its probability: the logistic's, the counters', mixed twice, refined by the APM
         x[0] = _stretched(table, offset, mu, a1, b1, a0, b0, stretch)
         for i in range(NCTX):
@@ -186,17 +191,25 @@ def code_value(v, P, table, offset, mu, mu2, cx, sel, counters, weights, apm, x,
         elif stage == 1:
             up = bit
             stage = 2
+        elif stage == 2:
+            if bit:
+                b += 1
+            else:
+                stage = 3
         elif bit:
-            b += 1
+            lo = mid
         else:
-            stage = 3
+            hi = mid - 1
         if stage == 1:
             continue
         if stage == 2:
             if (2 << b) > (255 - P if up else P):  # no higher class: m is in [2^b, top]
                 stage = 3
-        if stage == 3:
+        if stage == 3 and halved == 0:  # the class's first halving is a decision too
             lo, hi = 1 << b, min((2 << b) - 1, 255 - P if up else P)
+            if hi > lo:
+                halved = 1
+                continue
         if stage == 3:
             if hi > lo:  # the value within its class: one symbol under the logistic alone
                 a, z = (P + lo, P + hi + 1) if up else (P - hi, P - lo + 1)
