@@ -281,6 +281,7 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                                  + par) * S
                     else:
                         cx[6] = par * S
+                    sel[4] = p[MIX_LR] + (p[MIX_LR] * 3 * 16384) // (16384 + pixels)  # faster while young
                     sel[0] = (c * mixing.MIXER_SETS + (bucket * mixing.MIXER_SETS) // nb) * S
                     sel[1] = (channels * mixing.MIXER_SETS + c * mixing.MIXER_SETS2
                               + (_near(P - V[r0, X, c - 1] - w + V[r0, X - 1, c - 1]) if c >= 1 else _near(n - P))) * S
