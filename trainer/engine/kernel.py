@@ -281,6 +281,8 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                                  + par) * S
                     else:
                         cx[6] = par * S
+                    cx[7] = (((c * 11 + (_level(residual[c - 1]) if c >= 1 else _level(res[r1, X + 1, c]))) * 11
+                              + _level(res[r0, X - 1, c])) * 9 + (_near(P - V[r0, X, c - 1] - n + V[r1, X, c - 1]) if c >= 1 else 4)) * S
                     sel[4] = p[MIX_LR] + (p[MIX_LR] * 3 * 16384) // (16384 + pixels)  # faster while young
                     sel[0] = (c * mixing.MIXER_SETS + (bucket * mixing.MIXER_SETS) // nb) * S
                     sel[1] = (channels * mixing.MIXER_SETS + c * mixing.MIXER_SETS2
