@@ -259,8 +259,10 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                         texture = ((n << SH) > mu) + 2 * ((w << SH) > mu) + 4 * ((nw << SH) > mu) + 8 * ((ne << SH) > mu)
                     S = mixing.NODES
                     cx[0] = (c * nb + bucket) * S
-                    cx[1] = ((c * 11 + (_level(residual[c - 1]) if c >= 1 else 5)) * 11
-                             + (_level(residual[c - 2]) if c >= 2 else 5)) * S
+                    if c >= 1:  # the residuals of this pixel's earlier channels
+                        cx[1] = ((c * 11 + _level(residual[c - 1])) * 11 + (_level(residual[c - 2]) if c >= 2 else 5)) * S
+                    else:  # the last channel's at W and N
+                        cx[1] = (_level(res[r0, X - 1, channels - 1]) * 11 + _level(res[r1, X, channels - 1])) * S
                     cx[2] = ((c * 11 + _level(res[r1, X, c])) * 11 + _level(res[r0, X - 1, c])) * S
                     cx[3] = ((c * 16 + texture) * 8 + min(gradient >> 2, 7)) * S
                     P = min(255, (mu + (ONE >> 1)) >> SH)
