@@ -20,7 +20,11 @@ Per subpixel (raster order, channels in order; every channel of a pixel sees the
    chroma-subsampled sources repeat every 2 pixels), averaged with a second context's (local
    gradient, where the neighbours lie against the prediction), then moved by the best of five
    neighbouring scales by their running code lengths. The 16-bit CDF comes from the bundle's tables.
-5. Range coding of the value (trainer.engine.rangecoder).
+5. Range coding of the value (trainer.engine.rangecoder): directly under the logistic, or, with
+   `mix`, as binary decisions whose probabilities mix the logistic with adaptive context models
+   (trainer.engine.mixing; the contexts are set up here: the residuals of the pixel's earlier
+   channels and of its neighbours, where the neighbours and the earlier channels' differences lie
+   against the prediction, pixel-position parity).
 
 Exactness: everything but the least-squares stage is integer arithmetic. The least squares run in
 float64 with every operation in a fixed order, compiled without fast-math (no reassociation, no
@@ -253,11 +257,18 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                         pick = j
                 table = cdf[max(0, min(n_scales - 1, row + (pick - (NJ >> 1)) * p[SCALE_STEP]))]
                 # the value
-                if use_mix:
+                if use_mix:  # the mixing stage's contexts (each times NODES: a counter per decision kind)
                     if not p[SCALE_MIX]:
                         gradient = _bucket((abs(n - nw) + abs(w - nw) + abs(ne - n)) << (SH + 1), edges)
                         texture = ((n << SH) > mu) + 2 * ((w << SH) > mu) + 4 * ((nw << SH) > mu) + 8 * ((ne << SH) > mu)
                     S = mixing.NODES
+                    P = min(255, (mu + (ONE >> 1)) >> SH)
+                    # does the prediction keep the previous channel's differences to W and N?
+                    if c >= 1:
+                        xq = V[r0, X, c - 1]
+                        keep_w, keep_n = _near(P - xq - w + V[r0, X - 1, c - 1]), _near(P - xq - n + V[r1, X, c - 1])
+                    else:
+                        keep_w, keep_n = _near(nn - P), _near(ww - P)
                     cx[0] = (c * nb + bucket) * S
                     if c >= 1:  # the residuals of this pixel's earlier channels
                         cx[1] = ((c * 11 + _level(residual[c - 1])) * 11 + (_level(residual[c - 2]) if c >= 2 else 5)) * S
@@ -265,31 +276,24 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                         cx[1] = (_level(res[r0, X - 1, channels - 1]) * 11 + _level(res[r1, X, channels - 1])) * S
                     cx[2] = ((c * 11 + _level(res[r1, X, c])) * 11 + _level(res[r0, X - 1, c])) * S
                     cx[3] = ((c * 16 + texture) * 8 + min(gradient >> 2, 7)) * S
-                    P = min(255, (mu + (ONE >> 1)) >> SH)
                     cx[4] = (((c * 9 + _near(n - P)) * 9 + _near(w - P)) * 5 + (_near(ne - P) + 1) // 2) * S
-                    if c >= 1:  # does the prediction keep the previous channel's difference to W and N?
-                        xq = V[r0, X, c - 1]
-                        cx[5] = ((c * 9 + _near(P - xq - w + V[r0, X - 1, c - 1])) * 9
-                                 + _near(P - xq - n + V[r1, X, c - 1])) * S
-                    else:
-                        cx[5] = ((_near(nn - P) * 9) + _near(ww - P)) * S
-                    if c >= 2:  # and the first channel's, to NW and NE
+                    cx[5] = ((c * 9 + keep_w) * 9 + keep_n) * S
+                    if c >= 2:  # the first channel's differences to W and N, and the parity
                         x0 = V[r0, X, 0]
                         cx[6] = (((c * 9 + _near(P - x0 - w + V[r0, X - 1, 0])) * 9 + _near(P - x0 - n + V[r1, X, 0])) * 4
                                  + par) * S
-                    elif c == 1:
-                        xq = V[r0, X, 0]
-                        cx[6] = (((c * 9 + _near(P - xq - nw + V[r1, X - 1, 0])) * 9 + _near(P - xq - ne + V[r1, X + 1, 0])) * 4
-                                 + par) * S
+                    elif c == 1:  # the first channel's to NW and NE, and the parity
+                        cx[6] = (((c * 9 + _near(P - xq - nw + V[r1, X - 1, 0])) * 9 + _near(P - xq - ne + V[r1, X + 1, 0]))
+                                 * 4 + par) * S
                     else:
                         cx[6] = par * S
                     cx[7] = (((c * 11 + (_level(residual[c - 1]) if c >= 1 else _level(res[r1, X + 1, c]))) * 11
-                              + _level(res[r0, X - 1, c])) * 9 + (_near(P - V[r0, X, c - 1] - n + V[r1, X, c - 1]) if c >= 1 else 4)) * S
-                    sel[4] = p[MIX_LR] + (p[MIX_LR] * 3 * 16384) // (16384 + pixels)  # faster while young
+                              + _level(res[r0, X - 1, c])) * 9 + (keep_n if c >= 1 else 4)) * S
+                    # the mixers' weight sets, the APM's context, the learning rate (faster while young)
                     sel[0] = (c * mixing.MIXER_SETS + (bucket * mixing.MIXER_SETS) // nb) * S
-                    sel[1] = (channels * mixing.MIXER_SETS + c * mixing.MIXER_SETS2
-                              + (_near(P - V[r0, X, c - 1] - w + V[r0, X - 1, c - 1]) if c >= 1 else _near(n - P))) * S
+                    sel[1] = (channels * mixing.MIXER_SETS + c * mixing.MIXER_SETS2 + (keep_w if c >= 1 else _near(n - P))) * S
                     sel[2] = (c * mixing.APM_CONTEXTS + min(bucket, mixing.APM_CONTEXTS - 1)) * S
+                    sel[4] = p[MIX_LR] + (p[MIX_LR] * 3 * 16384) // (16384 + pixels)
                     v, bits = mixing.code_value(np.int64(0 if decode else image[y, x, c]), P, table, offset, mu,
                                                 max(0, min(255 << SH, base)), cx, sel, counters, weights, apm, x_in,
                                                 STRETCH, SQUASH_POINTS, RATES, code_length, decode, enc, out, dec, data)

@@ -7,15 +7,20 @@ magnitude class? which half of it?) lets small adaptive counters, keyed on what 
 not see (the residuals of this pixel's earlier channels, of the neighbours, the local texture),
 correct it where they know better, as in the context-mixing codecs (paq8px's image models, EMMA):
 
-1. The decision splits a set of values in two; the logistic's probability of each side is its mass
-   there (the table's CDF), stretched: st(p) = ln(p / (1 - p)), in 1/256.
-2. `NCTX` counters, each a 16-bit probability with a count-driven rate (1/(n+2), at most the
-   setting's limit), indexed by their context and the decision's node, stretched likewise.
+1. The value as decisions around P, the prediction rounded: v == P? v > P? is |v - P| in a higher
+   power-of-two class than [1], [2, 3], [4, 7] ...? which half of its class? Then the value within
+   that half as one symbol under the logistic alone (the counters have little to add there, and
+   each decision costs time). A decision whose side holds no value is not coded.
+2. Each decision's inputs: the logistic's probability of each side, its mass there (the table's
+   CDF), stretched: st(p) = ln(p / (1 - p)), in 1/256; the same for a logistic around a second
+   prediction (the blend before the learned correction); and `NCTX` counters, each a 22-bit
+   probability with a count-driven rate (1/(n+2), down to the setting's limit), indexed by their
+   context and the decision's kind, stretched likewise.
 3. Two logistic mixers, p = squash(sum w_i st_i), each trained online on the coded bit
-   (w += lr * err * st_i), their weight sets chosen per channel and node by different small
-   contexts (the error energy; the prediction against the previous channel's difference);
+   (w += lr * err * st_i), their weight sets chosen per channel and decision kind by different
+   small contexts (the error energy; the prediction against the previous channel's difference),
    their outputs averaged in the stretched domain. The logistic's weight starts at 1 and the
-   others at 0, so an image starts as coded without the stage.
+   others at 0, so a stripe starts as coded without the stage.
 4. An APM: the mixed probability refined by the error-energy context's own map of it
    (interpolated on 33 points), averaged in at 1/2.
 5. The bit is range coded with p in 1/4096.
@@ -33,7 +38,7 @@ from trainer.engine.tables import cum
 NCTX = 8  # adaptive context models
 NIN = NCTX + 3  # mixer inputs: the logistic, the counters, a second logistic, a bias
 NODES = 16  # decision kinds: zero, sign, 7 magnitude classes, the first halving of 7 classes
-CTX_SIZE = 1 << 16  # counters per context model
+CTX_SIZE = 1 << 17  # counters per context model (the largest context, 4 channels x 11 x 11 x 9 x NODES, fits)
 APM_CONTEXTS = 32  # APM contexts per channel and node (the error energy bucket)
 APM_RATE = 7
 MIXER_SETS2 = 9  # a second mixer's weight sets, chosen by the prediction against the previous channel

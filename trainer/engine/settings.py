@@ -1,10 +1,10 @@
 """The online engine's settings: what an online bundle's codec.json holds under "engine".
 
 Every setting is an integer the compiled kernel reads from one int64 array (`as_array`), in the
-order of the fields below. Presets: `fast` (normalized LMS on the sub-predictors, ~4 M subpixels/s
-on one core) and `max` (recursive least squares in float64 instead, ~1 M/s, fewer bits). Values
-were chosen on held-out photos and camera crops, never on Kodak
-(`benchmarks/studies/engine_study.py`, benchmarks/EXPERIMENTS.md).
+order of the fields below. Presets: `fast` (normalized LMS on the sub-predictors, then the mixing
+stage; ~1.8 M subpixels/s decode on one core) and `max` (recursive least squares in float64 where
+the encoder finds it smaller, ~0.85 M/s, fewer bits). Values were chosen on held-out photos and
+camera crops, never on Kodak (`benchmarks/studies/engine_study.py`, benchmarks/EXPERIMENTS.md).
 """
 
 from dataclasses import asdict, dataclass, fields
@@ -46,7 +46,7 @@ class EngineSettings:
     # The mixing stage (trainer.engine.mixing): values coded as binary decisions, each mixed from
     # the logistic and adaptive context models. 0: the logistic codes the value directly.
     mix: int = 0
-    mix_lr: int = 6  # the mixer's learning rate, in 1/1024
+    mix_lr: int = 6  # the mixers' learning rate (4x while a stripe is young)
     mix_limit: int = 127  # a counter's rate falls as 1/(n+2) down to 1/(limit+2)
 
     def __post_init__(self):
@@ -79,5 +79,7 @@ class EngineSettings:
         return np.array([getattr(self, f.name) for f in fields(self)], dtype=np.int64)
 
 
-PRESETS = {"fast": EngineSettings(fallback_webp=0, fallback_jxl=7),
-           "max": EngineSettings(ols=2, fallback_jxl=9)}
+# fast tries JPEG-XL at effort 2 only (~36 M subpixels/s: insurance for synthetic images, where the
+# engine is near it); max tries effort 9 (~0.5 M/s), which still wins some photos
+PRESETS = {"fast": EngineSettings(mix=1, fallback_webp=0, fallback_jxl=2),
+           "max": EngineSettings(ols=2, mix=1, fallback_jxl=9)}
