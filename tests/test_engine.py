@@ -57,14 +57,78 @@ def test_range_coder_round_trips_any_intervals():
         rangecoder.consume(state, data, low, high - low)
 
 
-@pytest.mark.parametrize("preset", ["fast", "max"])
+def test_range_coder_round_trips_any_totals():
+    """Intervals of totals from 2 to 2**16 (the mixing stage codes a magnitude class's values as one
+    symbol of their own total): decoded exactly, interleaved with binary decisions of 2**16."""
+    rng = np.random.default_rng(2)
+    symbols = []
+    for _ in range(3000):
+        total = int(rng.integers(2, (1 << 16) + 1))
+        low = int(rng.integers(0, total))
+        symbols.append((low, int(rng.integers(1, total - low + 1)), total))
+    state, out = rangecoder.new_encoder(4 * len(symbols) + 64)
+    for low, freq, total in symbols:
+        rangecoder.encode_of(state, out, low, freq, total)
+        rangecoder.encode(state, out, 0, 1 + low % 65535)
+    data = out[:rangecoder.finish(state, out)].copy()
+    state, data = rangecoder.new_decoder(data)
+    for low, freq, total in symbols:
+        assert low <= rangecoder.target_of(state, total) < low + freq
+        rangecoder.consume_of(state, data, low, freq, total)
+        assert rangecoder.target(state) < 1 + low % 65535
+        rangecoder.consume(state, data, 0, 1 + low % 65535)
+
+
+# the presets, and the engine without its mixing stage (the value coded under the logistic directly)
+SETTINGS = {"fast": PRESETS["fast"], "max": PRESETS["max"], "plain": EngineSettings(**{**PRESETS["fast"].to_dict(), "mix": 0})}
+
+
+def edge_images(shape: tuple, seed: int) -> list[np.ndarray]:
+    """Random values, all 0, all 255, only 0 and 255 (predictions at both ends of the range), a photo."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, shape, dtype=np.uint8), np.zeros(shape, np.uint8), np.full(shape, 255, np.uint8),
+            (rng.integers(0, 2, shape) * 255).astype(np.uint8), photo(*shape)]
+
+
+@pytest.mark.parametrize("preset", list(SETTINGS))
 @pytest.mark.parametrize("shape", [(1, 1, 3), (1, 37, 3), (29, 1, 3), (17, 23, 1), (13, 19, 2), (21, 18, 4)])
 def test_every_shape_and_channel_count_round_trips(preset, shape):
-    rng = np.random.default_rng(shape[0] * 100 + shape[1])
-    for image in (rng.integers(0, 256, shape, dtype=np.uint8), np.full(shape, 255, np.uint8), photo(*shape)):
-        payload, ideal = coder.encode(image, PRESETS[preset], TABLES)
-        assert np.array_equal(coder.decode(payload, shape, PRESETS[preset], TABLES), image)
+    for image in edge_images(shape, shape[0] * 100 + shape[1]):
+        payload, ideal = coder.encode(image, SETTINGS[preset], TABLES)
+        assert np.array_equal(coder.decode(payload, shape, SETTINGS[preset], TABLES), image)
         assert 8 * len(payload) >= ideal - 1e-6  # no coder beats its model's code length
+
+
+BOUNDS = """
+import numpy as np
+from tests.test_engine import SETTINGS, TABLES, edge_images
+from trainer.engine import coder
+for name, settings in SETTINGS.items():
+    for channels in (1, 2, 3, 4):
+        for shape in ((1, 1), (3, 41), (19, 2), (24, 24)):
+            for image in edge_images((*shape, channels), channels):
+                payload, _ = coder.encode(image, settings, TABLES, threads=1)
+                assert np.array_equal(coder.decode(payload, image.shape, settings, TABLES, threads=1), image)
+print("ok")
+"""
+
+
+def test_the_kernels_index_only_inside_their_arrays(tmp_path):
+    """The compiled kernels do not check indices: every setting, channel count, edge shape and
+    extreme image is coded with numba's bounds checks compiled in (a fresh cache), so a context
+    index past its table fails here instead of reading another array's memory."""
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-c", BOUNDS], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+def test_the_mixing_stage_codes_photos_and_subsampled_colour_in_fewer_bits():
+    """The stage must earn its time: a photo crop and an image with 4:2:0-like colour code smaller
+    with it than under the logistic alone, in the same settings otherwise."""
+    for image in (photo(64, 96, seed=1), subsampled_image()):
+        mixed, _ = coder.encode(image, SETTINGS["fast"], TABLES)
+        plain, _ = coder.encode(image, SETTINGS["plain"], TABLES)
+        assert len(mixed) < 0.97 * len(plain)
 
 
 def test_a_photo_codes_well_below_png_with_little_coder_overhead(photos):
@@ -90,14 +154,19 @@ def test_stripes_and_threads_change_time_not_bytes(preset):
     assert whole != one  # the stripes really restart
 
 
-def test_the_encoder_turns_parity_contexts_on_for_chroma_subsampled_images():
-    """An image whose colour differences repeat over 2x2 blocks (a decoded 4:2:0 JPEG): the encoder's
-    choice (payload byte 0) is parity on, and that stream is smaller than the one without."""
+def subsampled_image() -> np.ndarray:
+    """Colour differences that repeat over 2x2 blocks, as in a decoded 4:2:0 JPEG."""
     rng = np.random.default_rng(7)
     luma = np.clip(np.cumsum(rng.integers(-6, 7, (64, 96)), axis=1) // 3 + 128, 16, 235)
     chroma = np.repeat(np.repeat(rng.integers(-20, 21, (32, 48, 2)), 2, 0), 2, 1)
-    image = np.clip(np.stack([luma + chroma[..., 0], luma, luma + chroma[..., 1]], -1)
-                    + rng.integers(0, 2, (64, 96, 3)), 0, 255).astype(np.uint8)
+    return np.clip(np.stack([luma + chroma[..., 0], luma, luma + chroma[..., 1]], -1)
+                   + rng.integers(0, 2, (64, 96, 3)), 0, 255).astype(np.uint8)
+
+
+def test_the_encoder_turns_parity_contexts_on_for_chroma_subsampled_images():
+    """An image whose colour differences repeat over 2x2 blocks (a decoded 4:2:0 JPEG): the encoder's
+    choice (payload byte 0) is parity on, and that stream is smaller than the one without."""
+    image = subsampled_image()
     auto, _ = coder.encode(image, PRESETS["fast"], TABLES)
     off, _ = coder.encode(image, EngineSettings(**{**PRESETS["fast"].to_dict(), "parity": 0}), TABLES)
     assert auto[0] == 1 and off[0] == 0 and len(auto) < len(off)

@@ -173,7 +173,10 @@ def export_online(out: Path, preset: str = "fast", overrides: dict | None = None
         "Made by `pixlm export-online " + preset + " OUT" + "".join(f" --set {k}={v}" for k, v in changed.items())
         + "`. Lossless image codec without a network: 16 classical predictors blended by their recent local "
         f"errors, a learned correction by {stage}, a discretized logistic whose scale adapts to each image, "
-        "and a range coder, all compiled (trainer/engine). It adapts to every image while coding and stores "
+        + ("each value coded as binary decisions whose probabilities mix the logistic with adaptive context "
+           "models (the residuals of the pixel's earlier channels and its neighbours; trainer/engine/mixing.py), "
+           if settings.mix else "")
+        + "and a range coder, all compiled (trainer/engine). It adapts to every image while coding and stores "
         "nothing but the coded values." + (f" The encoder also tries {' and '.join(fallbacks)} and keeps the "
                                            "smallest stream." if fallbacks else ""), "",
         "| setting | value |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in settings.to_dict().items()], "",
