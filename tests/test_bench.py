@@ -318,6 +318,19 @@ def test_gray_and_alpha_images_round_trip_in_every_baseline_that_takes_them(phot
             assert np.array_equal(codec.decode(codec.encode(array), array), array), (name, mode)
 
 
+def test_jpegls_runs_with_its_colour_transform_at_8_and_16_bits(photos):
+    """jpegls-hp1 round-trips RGB and RGBA at 8 and 16 bits (values at both ends of the range, where
+    the transform wraps), and on a photo it is smaller than CharLS on interleaved pixels."""
+    codec, plain = BASELINES["jpegls-hp1"], BASELINES["jpegls"]
+    photo = np.asarray(Image.open(photos[0]).convert("RGBA"))[:64, :96].copy()
+    photo[:4, :, :3] = [255, 0, 255]
+    for array in (photo[:, :, :3], photo, photo.astype(np.uint16) * 257 + 3):
+        array = np.ascontiguousarray(array)
+        assert np.array_equal(codec.decode(codec.encode(array), array), array)
+    rgb = np.ascontiguousarray(np.asarray(Image.open(photos[0]).convert("RGB"))[:128, :128])
+    assert len(codec.encode(rgb)) < len(plain.encode(rgb))
+
+
 def test_readme_table_is_rewritten_between_the_markers(run, tmp_path):
     _, out = run
     readme = tmp_path / "README.md"

@@ -4,9 +4,12 @@ Each baseline turns an (H, W, C) uint8 array into the bytes of a real file and b
 
 - png: Pillow, optimize=True (zlib level 9 plus filter search); 16-bit: libpng, zlib level 9 (imagecodecs)
 - webp: libwebp lossless, method 6, quality 100 (imagecodecs)
-- jpegxl-e7 / jpegxl-e9: libjxl lossless (distance 0), effort 7 / 9 (imagecodecs)
+- jpegxl-e7 / jpegxl-e9 / jpegxl-e10: libjxl lossless (distance 0), effort 7 / 9 / 10 (imagecodecs)
 - jpeg2000: OpenJPEG reversible 5/3 wavelet, J2K codestream (imagecodecs)
-- jpegls: CharLS, lossless (NEAR=0) (imagecodecs)
+- jpegls-hp1: CharLS lossless, as JPEG-LS is used on colour: HP1's reversible colour transform
+  (R - G, G, B - G, modulo the sample range; CharLS's `colorTransformation` HP1) and each plane
+  coded as its own JPEG-LS image; the file is the plane count, each codestream's length (4 bytes)
+  and the codestreams. `jpegls` (not in the defaults): CharLS on the interleaved pixels, no transform.
 
 Every codec but WebP takes 16-bit samples too (a 16-bit set: `pixlm bench --baselines png,jpegxl-e9`).
 Gray (L) and gray+alpha (LA) images go to WebP as RGB / RGBA with the gray value copied into R, G
@@ -105,6 +108,26 @@ def _jls_decode(data, threads, like):
     return _imagecodecs().jpegls_decode(data)
 
 
+def _jls_hp1_encode(a, threads):
+    planes = [a[:, :, i].astype(np.int64) for i in range(a.shape[2])]
+    if len(planes) >= 3:  # HP1: R - G, G, B - G modulo the range (alpha as it is)
+        span = 1 << (8 * a.dtype.itemsize)
+        planes[0], planes[2] = (planes[0] - planes[1]) % span, (planes[2] - planes[1]) % span
+    streams = [bytes(_imagecodecs().jpegls_encode(np.ascontiguousarray(p.astype(a.dtype)), level=0)) for p in planes]
+    return bytes([len(streams)]) + b"".join(len(x).to_bytes(4, "big") for x in streams) + b"".join(streams)
+
+
+def _jls_hp1_decode(data, threads, like):
+    count = data[0]
+    sizes = [int.from_bytes(data[1 + 4 * i:5 + 4 * i], "big") for i in range(count)]
+    starts = np.cumsum([1 + 4 * count] + sizes)
+    planes = [np.asarray(_imagecodecs().jpegls_decode(data[a:b])).astype(np.int64) for a, b in zip(starts, starts[1:])]
+    if len(planes) >= 3:
+        span = 1 << (8 * like.dtype.itemsize)
+        planes[0], planes[2] = (planes[0] + planes[1]) % span, (planes[2] + planes[1]) % span
+    return np.stack(planes, 2).astype(like.dtype)
+
+
 @dataclass(frozen=True)
 class BaselineCodec:
     name: str
@@ -133,11 +156,16 @@ BASELINES = {
                                _jxl(7), _jxl_decode),
     "jpegxl-e9": BaselineCodec("jpegxl-e9", "JPEG-XL lossless (distance 0), effort 9 (libjxl)", True,
                                _jxl(9), _jxl_decode),
+    "jpegxl-e10": BaselineCodec("jpegxl-e10", "JPEG-XL lossless (distance 0), effort 10 (libjxl)", True,
+                                _jxl(10), _jxl_decode),
     "jpeg2000": BaselineCodec("jpeg2000", "JPEG 2000 reversible 5/3, J2K codestream (OpenJPEG)", True,
                               _j2k_encode, _j2k_decode),
-    "jpegls": BaselineCodec("jpegls", "JPEG-LS lossless (CharLS)", False, _jls_encode, _jls_decode),
+    "jpegls-hp1": BaselineCodec("jpegls-hp1", "JPEG-LS lossless, HP1 colour transform, plane by plane (CharLS)",
+                                False, _jls_hp1_encode, _jls_hp1_decode),
+    "jpegls": BaselineCodec("jpegls", "JPEG-LS lossless, interleaved, no colour transform (CharLS)", False,
+                            _jls_encode, _jls_decode),
 }
-DEFAULT_BASELINES = ("png", "webp", "jpegxl-e7", "jpegxl-e9", "jpeg2000", "jpegls")
+DEFAULT_BASELINES = ("png", "webp", "jpegxl-e7", "jpegxl-e9", "jpegxl-e10", "jpeg2000", "jpegls-hp1")
 REFERENCE = "jpegxl-e9"  # decode speeds are reported as a ratio to this codec's, measured in the same run
 
 
