@@ -227,18 +227,24 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                 u[K + 1] = residual[c - 2] if c >= 2 else 0
                 base = blend
                 norm = 0
+                # the LMS runs beside the least squares under the mixing stage: its prediction is the
+                # second logistic's centre there (else the blend's)
+                both = use_ols and use_mix
+                wset_l = (c * ns + (bucket * ns) // nb) * NP + (par if NP > 1 else 0) if both else wset
+                second = base
+                if not use_ols or both:
+                    dot = 0
+                    for k in range(NU):
+                        norm += u[k] * u[k]
+                        dot += lms[wset_l, k] * u[k]
+                    blend = base + (dot >> 14)
+                    second = blend
                 if use_ols:
                     dot = 0.0
                     for k in range(NU):
                         ols_x[k] = u[k] * 0.0625
                         dot += ols_w[wset, k] * ols_x[k]
                     blend = base + np.int64(np.floor(dot * 16.0 + 0.5))
-                else:
-                    dot = 0
-                    for k in range(NU):
-                        norm += u[k] * u[k]
-                        dot += lms[wset, k] * u[k]
-                    blend = base + (dot >> 14)
                 mu = max(0, min(255 << SH, blend))
                 # the scale: the context's mean |residual|, shifted by the best candidate so far
                 light = mu >> (SH + 8 - p[INTENSITY_BITS])
@@ -295,7 +301,7 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                     sel[2] = (c * mixing.APM_CONTEXTS + min(bucket, mixing.APM_CONTEXTS - 1)) * S
                     sel[4] = p[MIX_LR] + (p[MIX_LR] * 3 * 16384) // (16384 + pixels)
                     v, bits = mixing.code_value(np.int64(0 if decode else image[y, x, c]), P, table, offset, mu,
-                                                max(0, min(255 << SH, base)), cx, sel, counters, weights, apm, x_in,
+                                                max(0, min(255 << SH, second if both else base)), cx, sel, counters, weights, apm, x_in,
                                                 STRETCH, SQUASH_POINTS, RATES, code_length, decode, enc, out, dec, data)
                     if decode:
                         image[y, x, c] = v
@@ -348,12 +354,12 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                             ols_R[wset, i, j] = ols_R[wset, i, j] * decay + xi * ols_x[j]
                     if pixels % p[OLS_INTERVAL] == 0:
                         _solve(ols_R[wset], ols_r[wset], ols_w[wset], ols_L, ols_z, NU, ridge)
-                else:
+                if not use_ols or both:
                     den = (norm + 256) << p[LMS_SHIFT]
-                    e = v16 - blend
+                    e = v16 - second
                     for k in range(NU):
                         step = (e * u[k]) << 14
-                        lms[wset, k] += step // den if step >= 0 else -((-step) // den)
+                        lms[wset_l, k] += step // den if step >= 0 else -((-step) // den)
             pixels += 1
         for c in range(channels):  # right border: the row's last pixel
             for i in range(PAD):
