@@ -295,6 +295,9 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                         cx[6] = par * S
                     cx[7] = (((c * 11 + (_level(residual[c - 1]) if c >= 1 else _level(res[r1, X + 1, c]))) * 11
                               + _level(res[r0, X - 1, c])) * 9 + (keep_n if c >= 1 else 4)) * S
+                    # how far the second prediction lies from the first, and the inter-channel predictor
+                    cx[8] = ((c * 9 + _near((mu - max(0, min(255 << SH, second if both else base)) + 8) >> SH)) * 9
+                             + _near((preds[14 if c >= 1 else 2] >> SH) - P)) * S
                     # the mixers' weight sets, the APM's context, the learning rate (faster while young)
                     sel[0] = (c * mixing.MIXER_SETS + (bucket * mixing.MIXER_SETS) // nb) * S
                     sel[1] = (channels * mixing.MIXER_SETS + c * mixing.MIXER_SETS2 + (keep_w if c >= 1 else _near(n - P))) * S

@@ -35,7 +35,7 @@ import numpy as np
 from trainer.engine import rangecoder as rc
 from trainer.engine.tables import cum
 
-NCTX = 8  # adaptive context models
+NCTX = 9  # adaptive context models
 NIN = NCTX + 3  # mixer inputs: the logistic, the counters, a second logistic, a bias
 NODES = 16  # decision kinds: zero, sign, 7 magnitude classes, the first halving of 7 classes
 CTX_SIZE = 1 << 17  # counters per context model (the largest context, 4 channels x 11 x 11 x 9 x NODES, fits)
