@@ -42,7 +42,8 @@ from trainer.engine.tables import SH, cum
 ONE = 1 << SH
 PAD = 2  # columns on each side of a row
 K = 16  # sub-predictors
-NU = K + 2  # inputs of the learned correction
+NU = K + 2  # inputs of the learned correction (the LMS)
+NUR = NU + 4  # the least squares' inputs: those and 4 farther neighbours (NWW, NNW, NEE, NNE+E)
 NJ = 5  # candidate scales of the scale search
 FREQ_TOTAL = 1 << rc.TOTAL_BITS
 # indices into the settings array (trainer.engine.settings.EngineSettings field order)
@@ -136,15 +137,15 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
     for b in range(nb):
         mean_abs2[:, b, :] = ((edges[b - 1] if b > 0 else 0) * p[SCALE_INIT]) >> 4
     preds = np.zeros(K, dtype=np.int64)
-    u = np.zeros(NU, dtype=np.int64)
+    u = np.zeros(NUR, dtype=np.int64)
     residual = np.zeros(channels, dtype=np.int64)  # this pixel's residuals of the channels coded
     lms = np.zeros((channels * ns * NP, NU), dtype=np.int64)
-    ols_R = np.zeros((channels * ns * NP, NU, NU))
-    ols_r = np.zeros((channels * ns * NP, NU))
-    ols_w = np.zeros((channels * ns * NP, NU))
-    ols_L = np.zeros((NU, NU))
-    ols_z = np.zeros(NU)
-    ols_x = np.zeros(NU)
+    ols_R = np.zeros((channels * ns * NP, NUR, NUR))
+    ols_r = np.zeros((channels * ns * NP, NUR))
+    ols_w = np.zeros((channels * ns * NP, NUR))
+    ols_L = np.zeros((NUR, NUR))
+    ols_z = np.zeros(NUR)
+    ols_x = np.zeros(NUR)
     decay = 1.0 - 1.0 / (1 << p[OLS_DECAY])
     ridge = p[OLS_RIDGE] * 0.01
     pixels = 0
@@ -225,6 +226,11 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                     u[k] = preds[k] - blend
                 u[K] = residual[c - 1] if c >= 1 else 0
                 u[K + 1] = residual[c - 2] if c >= 2 else 0
+                if use_ols:
+                    u[NU] = (V[r1, X - 2, c] << SH) - blend
+                    u[NU + 1] = (V[r2, X - 1, c] << SH) - blend
+                    u[NU + 2] = (V[r1, X + 2, c] << SH) - blend
+                    u[NU + 3] = (V[r2, X + 2, c] << SH) - blend
                 base = blend
                 norm = 0
                 # the LMS runs beside the least squares under the mixing stage: its prediction is the
@@ -241,7 +247,7 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                     second = blend
                 if use_ols:
                     dot = 0.0
-                    for k in range(NU):
+                    for k in range(NUR):
                         ols_x[k] = u[k] * 0.0625
                         dot += ols_w[wset, k] * ols_x[k]
                     blend = base + np.int64(np.floor(dot * 16.0 + 0.5))
@@ -350,13 +356,13 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                     costs[j] += code_length[f] - (costs[j] >> p[SCALE_SEARCH])
                 if use_ols:
                     target = (v16 - base) * 0.0625
-                    for i in range(NU):
+                    for i in range(NUR):
                         xi = ols_x[i]
                         ols_r[wset, i] = ols_r[wset, i] * decay + xi * target
                         for j in range(i + 1):
                             ols_R[wset, i, j] = ols_R[wset, i, j] * decay + xi * ols_x[j]
                     if pixels % p[OLS_INTERVAL] == 0:
-                        _solve(ols_R[wset], ols_r[wset], ols_w[wset], ols_L, ols_z, NU, ridge)
+                        _solve(ols_R[wset], ols_r[wset], ols_w[wset], ols_L, ols_z, NUR, ridge)
                 if not use_ols or both:
                     den = (norm + 256) << p[LMS_SHIFT]
                     e = v16 - second
