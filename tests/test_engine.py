@@ -305,6 +305,21 @@ def test_golden_streams_decode_on_every_cpu_level_and_thread_count(level, bundle
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
 
 
+def test_payloads_of_the_engine_before_its_mixing_stage_still_decode():
+    """Payloads made by pixlm 0.3's engine (LMS with parity contexts, least squares, the encoder's
+    choice; tests/expected/engine-0.3, made at commit 936c741) decode to the image with today's
+    kernels under the same settings (mix and ols_wide at their defaults, 0): later stages are
+    settings, never silent changes of the old path."""
+    image = np.asarray(Image.open(EXPECTED / "astronaut-64x40.png").convert("RGB"))
+    folder = EXPECTED / "engine-0.3"
+    for name, values in json.loads((folder / "settings.json").read_text()).items():
+        settings = EngineSettings.from_dict(values)
+        assert settings.mix == 0 and settings.ols_wide == 0
+        payload = (folder / f"{name}.payload").read_bytes()
+        assert np.array_equal(coder.decode(payload, image.shape, settings, TABLES), image), name
+        assert coder.encode(image, settings, TABLES)[0] == payload, name
+
+
 @pytest.mark.parametrize("preset", ["fast", "max"])
 def test_golden_streams_reencode_to_the_same_bytes(preset, tmp_path):
     codec = open_codec(ROOT / "checkpoints" / f"pixlm-online-{preset}", progress=False, fallback=False)

@@ -43,13 +43,13 @@ ONE = 1 << SH
 PAD = 2  # columns on each side of a row
 K = 16  # sub-predictors
 NU = K + 2  # inputs of the learned correction (the LMS)
-NUR = NU + 4  # the least squares' inputs: those and 4 farther neighbours (NWW, NNW, NEE, NNE+E)
+NUR = NU + 8  # with `ols_wide`, the least squares' inputs: those, 5 farther neighbours, 3 more inter-channel predictions
 NJ = 5  # candidate scales of the scale search
 FREQ_TOTAL = 1 << rc.TOTAL_BITS
 # indices into the settings array (trainer.engine.settings.EngineSettings field order)
 (LMS_SHIFT, WEIGHT_SETS, OLS, OLS_INTERVAL, OLS_DECAY, OLS_RIDGE, ENERGY_CHANNEL, ENERGY_BEST, ENERGY_FAR,
  SCALE_ADAPT, SCALE_INIT, INTENSITY_BITS, SCALE_STEP, SCALE_SEARCH, STRIPE_ROWS, BLEND_FAR, PARITY,
- SCALE_MIX, FALLBACK_WEBP, FALLBACK_JXL, MIX, MIX_LR, MIX_LIMIT) = range(23)
+ SCALE_MIX, FALLBACK_WEBP, FALLBACK_JXL, MIX, MIX_LR, MIX_LIMIT, OLS_WIDE) = range(24)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -147,6 +147,7 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
     ols_z = np.zeros(NUR)
     ols_x = np.zeros(NUR)
     decay = 1.0 - 1.0 / (1 << p[OLS_DECAY])
+    nur = NUR if p[OLS_WIDE] else NU
     ridge = p[OLS_RIDGE] * 0.01
     pixels = 0
     ideal = 0
@@ -226,11 +227,20 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                     u[k] = preds[k] - blend
                 u[K] = residual[c - 1] if c >= 1 else 0
                 u[K + 1] = residual[c - 2] if c >= 2 else 0
-                if use_ols:
+                if use_ols and nur > NU:
                     u[NU] = (V[r1, X - 2, c] << SH) - blend
                     u[NU + 1] = (V[r2, X - 1, c] << SH) - blend
                     u[NU + 2] = (V[r1, X + 2, c] << SH) - blend
                     u[NU + 3] = (V[r2, X + 2, c] << SH) - blend
+                    u[NU + 4] = (V[r2, X - 2, c] << SH) - blend
+                    if c >= 1:  # the previous channel's differences at NW, NN, WW carried over
+                        q = c - 1
+                        xq = V[r0, X, q]
+                        u[NU + 5] = ((nw + xq - V[r1, X - 1, q]) << SH) - blend
+                        u[NU + 6] = ((nn + xq - V[r2, X, q]) << SH) - blend
+                        u[NU + 7] = ((ww + xq - V[r0, X - 2, q]) << SH) - blend
+                    else:
+                        u[NU + 5] = u[NU + 6] = u[NU + 7] = 0
                 base = blend
                 norm = 0
                 # the LMS runs beside the least squares under the mixing stage: its prediction is the
@@ -247,7 +257,7 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                     second = blend
                 if use_ols:
                     dot = 0.0
-                    for k in range(NUR):
+                    for k in range(nur):
                         ols_x[k] = u[k] * 0.0625
                         dot += ols_w[wset, k] * ols_x[k]
                     blend = base + np.int64(np.floor(dot * 16.0 + 0.5))
@@ -356,13 +366,13 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                     costs[j] += code_length[f] - (costs[j] >> p[SCALE_SEARCH])
                 if use_ols:
                     target = (v16 - base) * 0.0625
-                    for i in range(NUR):
+                    for i in range(nur):
                         xi = ols_x[i]
                         ols_r[wset, i] = ols_r[wset, i] * decay + xi * target
                         for j in range(i + 1):
                             ols_R[wset, i, j] = ols_R[wset, i, j] * decay + xi * ols_x[j]
                     if pixels % p[OLS_INTERVAL] == 0:
-                        _solve(ols_R[wset], ols_r[wset], ols_w[wset], ols_L, ols_z, NUR, ridge)
+                        _solve(ols_R[wset], ols_r[wset], ols_w[wset], ols_L, ols_z, nur, ridge)
                 if not use_ols or both:
                     den = (norm + 256) << p[LMS_SHIFT]
                     e = v16 - second
