@@ -165,6 +165,10 @@ def export_online(out: Path, preset: str = "fast", overrides: dict | None = None
     (out / CODEC_FILE).write_text(json.dumps(codec, indent=1))
     stage = {0: "normalized LMS (integer)", 1: "recursive least squares (float64, fixed operation order)",
              2: "normalized LMS (integer) or recursive least squares (float64), the encoder's choice per image"}[settings.ols]
+    if settings.ols and settings.ols_wide:
+        stage += " over 26 inputs (the sub-predictions, farther neighbours, more inter-channel predictions)"
+    if settings.ols and settings.mix:
+        stage += ", with an integer LMS beside it"
     fallbacks = (["lossless WebP"] if settings.fallback_webp else []) + \
         ([f"lossless JPEG-XL (effort {settings.fallback_jxl})"] if settings.fallback_jxl else [])
     changed = {k: v for k, v in settings.to_dict().items() if PRESETS[preset].to_dict()[k] != v}
