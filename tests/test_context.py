@@ -204,8 +204,9 @@ def test_bench_runs_a_context_bundle_beside_a_baseline(context_bundles, photos, 
     assert (tmp_path / "report" / "report.md").is_file()
 
 
-def test_the_shipped_bundle_is_intact_and_the_cli_default(photos, tmp_path):
-    """checkpoints/pixlm-context-v5 (git-tracked) is what `pixlm encode` uses without --bundle."""
+def test_the_shipped_bundles_are_intact_and_the_cli_default_is_online_max(photos, tmp_path):
+    """checkpoints/pixlm-online-max (git-tracked) is what `pixlm encode` uses without --bundle; the
+    network bundle v5 beside it is intact."""
     import os
     import subprocess
     import sys
@@ -213,13 +214,18 @@ def test_the_shipped_bundle_is_intact_and_the_cli_default(photos, tmp_path):
     from trainer.codec.bundle import DEFAULT_BUNDLE, open_bundle
 
     bundle = open_bundle(DEFAULT_BUNDLE)  # every file against its sha256
-    assert bundle.kind == "context" and bundle.quantization == "integer"
+    assert bundle.kind == "online" and DEFAULT_BUNDLE.name == "pixlm-online-max"
+    v5 = open_bundle(DEFAULT_BUNDLE.parent / "pixlm-context-v5")
+    assert v5.kind == "context" and v5.quantization == "integer"
     photo_crop(photos, 21, 30).save(tmp_path / "p.png")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PIXLM_BUNDLES": ""}
     run = lambda *a: subprocess.run([sys.executable, "-m", "trainer.cli", *map(str, a), "--quiet"], env=env,
                                     capture_output=True, text=True)
     enc = run("encode", tmp_path / "p.png", tmp_path / "p.pxl")
     assert enc.returncode == 0 and "bpsp" in enc.stdout, enc.stderr
+    from trainer.codec.info import stream_info
+
+    assert stream_info((tmp_path / "p.pxl").read_bytes())["bundle_name"] == "pixlm-online-max"
     dec = run("decode", tmp_path / "p.pxl", tmp_path / "back.png")
     assert dec.returncode == 0, dec.stderr
     assert np.array_equal(np.asarray(Image.open(tmp_path / "back.png")), np.asarray(Image.open(tmp_path / "p.png")))

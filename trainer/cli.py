@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("-o", "--output", dest="output_option", type=Path, default=None, metavar="OUTPUT",
                          help="the output, as an option (zstd's habit)")
         cmd.add_argument("--bundle", type=Path, default=None, help="codec bundle folder (default: "
-                         + ("the shipped checkpoints/pixlm-context-v5)" if name == "encode"
+                         + ("the shipped checkpoints/pixlm-online-max)" if name == "encode"
                             else "the known bundle whose id the file names)"))
         cmd.add_argument("--threads", type=_positive, default=None, help="CPU threads of a coding run: torch's for LM and integer "
                          "bundles, stripes at once for online bundles (the output does not depend on it; float "

@@ -47,7 +47,7 @@ class EngineSettings:
     # the logistic and adaptive context models. 0: the logistic codes the value directly.
     mix: int = 0
     mix_lr: int = 6  # the mixers' learning rate (4x while a stripe is young)
-    mix_limit: int = 127  # a counter's rate falls as 1/(n+2) down to 1/(limit+2)
+    mix_limit: int = 400  # a counter's rate falls as 1/(n+2) down to 1/(limit+2)
     # 1: the least squares also see 5 farther neighbours (NWW, NNW, NNWW, NEE, NNEE) and the previous
     # channel's differences at NW, NN, WW carried over (26 inputs instead of 18)
     ols_wide: int = 0
