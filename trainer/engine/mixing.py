@@ -13,11 +13,11 @@ correct it where they know better, as in the context-mixing codecs (paq8px's ima
    each decision costs time). A decision whose side holds no value is not coded.
 2. Each decision's inputs: the logistic's probability of each side, its mass there (the table's
    CDF), stretched: st(p) = ln(p / (1 - p)), in 1/256; the same for a logistic around a second
-   prediction (the blend before the learned correction); and `NCTX` counters, each a 22-bit
+   prediction (the blend before the learned correction; under least squares, the LMS's); and `NCTX` counters, each a 22-bit
    probability with a count-driven rate (1/(n+2), down to the setting's limit), indexed by their
    context and the decision's kind, stretched likewise.
 3. Two logistic mixers, p = squash(sum w_i st_i), each trained online on the coded bit
-   (w += lr * err * st_i), their weight sets chosen per channel and decision kind by different
+   (w += lr * err * st_i, lr 4x higher while a stripe is young), their weight sets chosen per channel and decision kind by different
    small contexts (the error energy; the prediction against the previous channel's difference),
    their outputs averaged in the stretched domain. The logistic's weight starts at 1 and the
    others at 0, so a stripe starts as coded without the stage.

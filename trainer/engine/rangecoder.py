@@ -1,4 +1,4 @@
-"""A byte-oriented range coder for 16-bit cumulative frequencies, compiled (numba).
+"""A byte-oriented range coder for cumulative frequencies of totals up to 2**16, compiled (numba).
 
 Why not constriction here: the online engine decides each symbol's distribution from the symbols
 before it, one subpixel at a time, so the coder is called ~10^6 times per image from compiled code;
@@ -49,12 +49,7 @@ def _shift_low(state, out):
 @numba.njit(cache=True, nogil=True)
 def encode(state, out, cum, freq):
     """Code the interval [cum, cum + freq) of 2**16."""
-    r = state[1] >> TOTAL_BITS
-    state[0] += r * cum
-    state[1] = r * freq
-    while state[1] < TOP:
-        state[1] = (state[1] << 8) & MASK32
-        _shift_low(state, out)
+    encode_of(state, out, cum, freq, 1 << TOTAL_BITS)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -99,9 +94,7 @@ def start(state, data):
 @numba.njit(cache=True, nogil=True)
 def target(state) -> int:
     """Where the next symbol's interval lies, in 0 .. 2**16 - 1 (then call `consume`)."""
-    r = state[1] >> TOTAL_BITS
-    v = state[0] // r
-    return v if v < (1 << TOTAL_BITS) else (1 << TOTAL_BITS) - 1
+    return target_of(state, 1 << TOTAL_BITS)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -123,9 +116,4 @@ def consume_of(state, data, cum, freq, total):
 
 @numba.njit(cache=True, nogil=True)
 def consume(state, data, cum, freq):
-    r = state[1] >> TOTAL_BITS
-    state[0] -= r * cum
-    state[1] = r * freq
-    while state[1] < TOP:
-        state[0] = ((state[0] << 8) | _byte(state, data)) & MASK32
-        state[1] = (state[1] << 8) & MASK32
+    consume_of(state, data, cum, freq, 1 << TOTAL_BITS)
