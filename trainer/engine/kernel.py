@@ -39,7 +39,7 @@ import numpy as np
 
 from trainer.engine import mixing, rangecoder as rc
 from trainer.engine.mixing import RATES, SQUASH_POINTS, STRETCH
-from trainer.engine.tables import SH, cum
+from trainer.engine.tables import SH, cum, find
 
 ONE = 1 << SH
 PAD = 2  # columns on each side of a row
@@ -327,15 +327,7 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                     if decode:
                         image[y, x, c] = v
                 elif decode:
-                    t = rc.target(dec)
-                    lo, hi = 0, 256
-                    while hi - lo > 1:
-                        mid = (lo + hi) >> 1
-                        if cum(table, offset, mu, mid) <= t:
-                            lo = mid
-                        else:
-                            hi = mid
-                    v = np.int64(lo)
+                    v = np.int64(find(table, offset, mu, 0, 256, rc.target(dec)))
                     low = cum(table, offset, mu, v)
                     freq = cum(table, offset, mu, v + 1) - low
                     rc.consume(dec, data, low, freq)

@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 from trainer.engine import rangecoder as rc
-from trainer.engine.tables import cum
+from trainer.engine.tables import cum, find
 
 NCTX = 9  # adaptive context models
 NIN = NCTX + 3  # mixer inputs: the logistic, the counters, a second logistic, a bias
@@ -221,15 +221,7 @@ def code_value(v, P, table, offset, mu, mu2, cx, sel, counters, weights, apm, x,
                 base = cum(table, offset, mu, a)
                 total = cum(table, offset, mu, z) - base
                 if decode:
-                    t = rc.target_of(dec, total) + base
-                    left, right = a, z
-                    while right - left > 1:
-                        middle = (left + right) >> 1
-                        if cum(table, offset, mu, middle) <= t:
-                            left = middle
-                        else:
-                            right = middle
-                    v = left
+                    v = find(table, offset, mu, a, z, rc.target_of(dec, total) + base)
                 else:
                     v = P + m if up else P - m
                 low = cum(table, offset, mu, v) - base

@@ -42,6 +42,18 @@ def cum(cdf, offset, mu, x):
     return np.int64(cdf[d]) + x
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def find(cdf, offset, mu, lo, hi, t):
+    """The symbol x in lo..hi-1 whose interval holds cumulative frequency t (the decoder's search)."""
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        if cum(cdf, offset, mu, mid) <= t:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 def make_tables() -> dict[str, np.ndarray]:
     total = (1 << 16) - 256
     scales = SCALE_0 * SCALE_RATIO ** np.arange(SCALES)
