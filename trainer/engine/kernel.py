@@ -291,7 +291,7 @@ def code_stripe(image, y0, y1, decode, enc, out, dec, data, cdf, scale_of, edges
                     if c >= 1:
                         xq = V[r0, X, c - 1]
                         keep_w, keep_n = _near(P - xq - w + V[r0, X - 1, c - 1]), _near(P - xq - n + V[r1, X, c - 1])
-                    else:
+                    else:  # the first channel has none: NN and WW against the prediction instead
                         keep_w, keep_n = _near(nn - P), _near(ww - P)
                     cx[0] = (c * nb + bucket) * S
                     if c >= 1:  # the residuals of this pixel's earlier channels
