@@ -176,7 +176,7 @@ def open_bundle(folder: Path) -> Bundle:
 
 
 # The bundle the project ships (git-tracked): what `pixlm encode` uses when no --bundle is given,
-# the one to pick for archives (the fewest bits on Kodak and held-out photos, ~0.4 M subpixels/s).
+# the one to pick for archives (the fewest bits on Kodak and held-out photos: benchmarks/results/).
 DEFAULT_BUNDLE = resource("checkpoints") / "pixlm-online-max"
 
 

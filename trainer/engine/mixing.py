@@ -41,8 +41,8 @@ NODES = 16  # decision kinds: zero, sign, 7 magnitude classes, the first halving
 CTX_SIZE = 1 << 17  # counters per context model (the largest context, 4 channels x 11 x 11 x 9 x NODES, fits)
 APM_CONTEXTS = 32  # APM contexts per channel and node (the error energy bucket)
 APM_RATE = 7
-MIXER_SETS2 = 9  # a second mixer's weight sets, chosen by the prediction against the previous channel
 MIXER_SETS = 4  # mixer weight sets per channel and node, chosen by the error energy
+MIXER_SETS2 = 9  # a second mixer's weight sets, chosen by the prediction against the previous channel
 SQUASH_POINTS = np.array([1, 2, 4, 6, 10, 17, 27, 45, 74, 120, 194, 311, 488, 747, 1102, 1546, 2048, 2550, 2994,
                           3349, 3608, 3785, 3902, 3976, 4022, 4051, 4069, 4079, 4086, 4090, 4092, 4094, 4095],
                          dtype=np.int64)

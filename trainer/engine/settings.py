@@ -2,8 +2,9 @@
 
 Every setting is an integer the compiled kernel reads from one int64 array (`as_array`), in the
 order of the fields below. Presets: `fast` (normalized LMS on the sub-predictors, then the mixing
-stage; ~1.8 M subpixels/s decode on one core) and `max` (recursive least squares in float64 over
-26 inputs, the LMS beside them, then the mixing stage; ~0.45 M/s, fewer bits). Values were chosen on held-out photos and
+stage) and `max` (recursive least squares in float64 over 26 inputs, the LMS beside them, then
+the mixing stage; fewer bits, ~3x slower). Their speeds, one thread, AVX-512: benchmarks/EXPERIMENTS.md
+(`benchmarks/studies/engine_study.py`; on Kodak, `pixlm bench`: benchmarks/results/kodak/report.md). Values were chosen on held-out photos and
 camera crops, never on Kodak (`benchmarks/studies/engine_study.py`, benchmarks/EXPERIMENTS.md).
 """
 
@@ -82,8 +83,8 @@ class EngineSettings:
         return np.array([getattr(self, f.name) for f in fields(self)], dtype=np.int64)
 
 
-# fast tries JPEG-XL at effort 2 only (~36 M subpixels/s: insurance for synthetic images, where the
-# engine is near it); max tries effort 9 (~0.5 M/s). max always runs the wide least squares (the
+# fast tries JPEG-XL at effort 2 only (far faster than the engine: insurance for synthetic images,
+# where the engine is near it); max tries effort 9 (~0.5 M/s). max always runs the wide least squares (the
 # encoder's choice of LMS instead no longer paid: camera crops +0.05 %), the LMS beside them.
 PRESETS = {"fast": EngineSettings(mix=1, fallback_webp=0, fallback_jxl=2),
            "max": EngineSettings(ols=1, mix=1, ols_wide=1, fallback_webp=0, fallback_jxl=9)}
