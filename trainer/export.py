@@ -180,7 +180,10 @@ def export_online(out: Path, preset: str = "fast", overrides: dict | None = None
         + ("each value coded as binary decisions whose probabilities mix the logistic with adaptive context "
            "models (the residuals of the pixel's earlier channels and its neighbours; trainer/engine/mixing.py), "
            if settings.mix else "")
-        + "and a range coder, all compiled (trainer/engine). It adapts to every image while coding and stores "
+        + "and a range coder, all compiled (trainer/engine). "
+        + ("The encoder chooses the order of the first three channels (the one that codes the image's "
+           "middle rows smallest). " if settings.channel_order else "")
+        + "It adapts to every image while coding and stores "
         "nothing but the coded values." + (f" The encoder also tries {' and '.join(fallbacks)} and keeps the "
                                            "smallest stream." if fallbacks else ""), "",
         "| setting | value |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in settings.to_dict().items()], "",

@@ -3,12 +3,13 @@
 An image is cut into stripes of `stripe_rows` rows (the bundle's setting; 0: one stripe), each
 coded from a fresh state by its own range coder, so stripes are coded on separate threads (the
 compiled kernel releases the GIL). Payload: one byte of the encoder's choices (bit 0: parity
-contexts, bit 1: least squares), for every stripe but the last its byte length (4 bytes,
-big-endian), then the stripes' bytes in order.
+contexts, bit 1: least squares, bits 2-3: the order its first three channels were coded in, an
+index into `ORDERS`), for every stripe but the last its byte length (4 bytes, big-endian), then
+the stripes' bytes in order.
 """
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -34,24 +35,46 @@ def _map(fn, items, threads: int | None):
 
 
 SAMPLE_ROWS = 64  # rows the encoder codes every way it may choose, to choose
+# Orders of the first three channels the encoder may try (setting `channel_order`; further channels,
+# alpha, stay last): as given, the second first, the third before the second. Each later channel is
+# predicted from the earlier ones, so which comes first matters: camera crops code smaller with
+# green first, photos mostly as given (benchmarks/EXPERIMENTS.md).
+ORDERS = ((0, 1, 2), (1, 0, 2), (0, 2, 1))
 
 
-def choices(settings: EngineSettings) -> list[EngineSettings]:
-    """The settings the encoder may pick from: each "2" (auto) of `ols` and `parity` tried both ways."""
-    return [replace(settings, ols=ols, parity=parity)
+@dataclass(frozen=True)
+class Choice:
+    """One way the encoder may code an image: settings with each "auto" resolved, a channel order."""
+    settings: EngineSettings
+    order: int = 0
+
+    def byte(self) -> bytes:
+        return bytes([self.settings.parity | self.settings.ols << 1 | self.order << 2])
+
+    def permutation(self, channels: int) -> list[int]:
+        return list(ORDERS[self.order]) + list(range(3, channels)) if channels >= 3 else list(range(channels))
+
+
+def choices(settings: EngineSettings, channels: int) -> list[Choice]:
+    """The ways the encoder may pick from: each "2" (auto) of `ols` and `parity` tried both ways,
+    and with `channel_order` each of `ORDERS` (images of 3 or more channels)."""
+    orders = range(len(ORDERS)) if settings.channel_order and channels >= 3 else (0,)
+    return [Choice(replace(settings, ols=ols, parity=parity), order)
             for ols in ((0, 1) if settings.ols == 2 else (settings.ols,))
-            for parity in ((0, 1) if settings.parity == 2 else (settings.parity,))]
+            for parity in ((0, 1) if settings.parity == 2 else (settings.parity,))
+            for order in orders]
 
 
-def choose(image: np.ndarray, settings: EngineSettings, tables: dict, threads: int | None = None) -> EngineSettings:
-    """What to code this image with: the only choice, or the one that codes the image's middle
-    rows smallest. Only the encoder chooses; the payload's first byte records it."""
-    options = choices(settings)
+def choose(image: np.ndarray, settings: EngineSettings, tables: dict, threads: int | None = None) -> Choice:
+    """How to code this image: the only choice, or the one that codes the image's middle rows
+    smallest. Only the encoder chooses; the payload's first byte records it."""
+    options = choices(settings, image.shape[2])
     if len(options) == 1:
         return options[0]
     middle = image.shape[0] // 2
-    sample = np.ascontiguousarray(image[max(0, middle - SAMPLE_ROWS // 2):middle + SAMPLE_ROWS // 2])
-    sizes = _map(lambda option: len(_encode(sample, replace(option, stripe_rows=0), tables, 1, None)[0]),
+    sample = image[max(0, middle - SAMPLE_ROWS // 2):middle + SAMPLE_ROWS // 2]
+    sizes = _map(lambda option: len(_encode(np.ascontiguousarray(sample[:, :, option.permutation(image.shape[2])]),
+                                            replace(option.settings, stripe_rows=0), tables, 1, None)[0]),
                  options, threads)
     return options[int(np.argmin(sizes))]
 
@@ -64,8 +87,16 @@ def encode(image: np.ndarray, settings: EngineSettings, tables: dict, threads: i
     # image's or a memory map's read-only view is copied)
     image = np.require(image, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
     chosen = choose(image, settings, tables, threads)
-    payload, ideal = _encode(image, chosen, tables, threads, lengths)
-    return bytes([chosen.parity | chosen.ols << 1]) + payload, ideal
+    order = chosen.permutation(image.shape[2])
+    if order != sorted(order):
+        image = np.ascontiguousarray(image[:, :, order])
+        keep = None if lengths is None else np.zeros(image.shape, dtype=np.float32)
+        payload, ideal = _encode(image, chosen.settings, tables, threads, keep)
+        if lengths is not None:
+            lengths[:, :, order] = keep
+    else:
+        payload, ideal = _encode(image, chosen.settings, tables, threads, lengths)
+    return chosen.byte() + payload, ideal
 
 
 def _encode(image, settings: EngineSettings, tables: dict, threads, lengths) -> tuple[bytes, float]:
@@ -88,10 +119,11 @@ def _encode(image, settings: EngineSettings, tables: dict, threads, lengths) -> 
 def decode(payload: bytes, shape: tuple[int, int, int], settings: EngineSettings, tables: dict,
            threads: int | None = None) -> np.ndarray:
     image = np.zeros(shape, dtype=np.uint8)
-    chosen = {bytes([option.parity | option.ols << 1]): option for option in choices(settings)}
+    chosen = {option.byte(): option for option in choices(settings, shape[2])}
     if payload[:1] not in chosen:
         raise PayloadError("the payload's first byte is not a choice this bundle's encoder makes")
-    settings, payload = chosen[payload[:1]], payload[1:]
+    choice, payload = chosen[payload[:1]], payload[1:]
+    settings = choice.settings
     parts = stripes(shape[0], settings)
     head = 4 * (len(parts) - 1)
     sizes = [int.from_bytes(payload[4 * i:4 * i + 4], "big") for i in range(len(parts) - 1)]
@@ -109,4 +141,5 @@ def decode(payload: bytes, shape: tuple[int, int, int], settings: EngineSettings
                            tables["buckets"], tables["code_length"], params, keep)
 
     _map(one, list(zip(parts, chunks)), threads)
-    return image
+    order = choice.permutation(shape[2])
+    return image if order == sorted(order) else image[:, :, np.argsort(order)]
