@@ -32,22 +32,34 @@ def variant(text: str) -> EngineSettings:
     return EngineSettings.from_dict(values)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def validation_parser(description: str) -> argparse.ArgumentParser:
+    """The validation sets' options, shared by the engine's studies."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--images", nargs="*", type=Path, default=[], help="held-out photos (files or folders)")
     parser.add_argument("--crop", default=None, help="WxH center crop of those")
     parser.add_argument("--camera", type=Path, default=None, help="a second source, whole images")
     parser.add_argument("--limit", type=int, default=0, help="first N images of --camera")
-    parser.add_argument("--variants", nargs="+", default=["fast", "max"])
     parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    return parser
+
+
+def validation_sets(args: argparse.Namespace) -> dict[str, list[np.ndarray]]:
+    """{"photos": center crops of --images, "camera": the first --limit of --camera}; never Kodak."""
+    if any("kodak" in str(p).lower() for p in args.images + [args.camera or Path()]):
+        raise SystemExit("never study settings on Kodak")
     crop = tuple(map(int, args.crop.split("x"))) if args.crop else None
     sets = {"photos": [center_crop(load_image(p), crop) for entry in args.images
                        for p in (image_files(entry) if entry.is_dir() else [entry])]}
     if args.camera:
         sets["camera"] = [load_image(p) for p in image_files(args.camera)[:args.limit or None]]
-    if any("kodak" in str(p).lower() for p in args.images + [args.camera or Path()]):
-        raise SystemExit("never study settings on Kodak")
+    return sets
+
+
+def main() -> None:
+    parser = validation_parser(__doc__.split("\n")[0])
+    parser.add_argument("--variants", nargs="+", default=["fast", "max"])
+    args = parser.parse_args()
+    sets = validation_sets(args)
     tables = make_tables()
     results = {"sets": {}}
     for name, images in sets.items():
