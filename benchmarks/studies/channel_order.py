@@ -1,6 +1,6 @@
 """Which channel order the online engine codes best, and how near the encoder's choice comes
 (validation images only, never Kodak): every order of R, G, B coded in the given order, the
-best of all six and of the orders the encoder tries (trainer.engine.coder.ORDERS) per image, and
+best of all six and of the orders the encoder tries (trainer.engine.settings.ORDERS) per image, and
 the encoder's own choice (`channel_order: 1`, made on the image's middle rows).
 
     python benchmarks/studies/channel_order.py --images ../shared/data/photos/{005,012,023,036}.png \
@@ -18,7 +18,7 @@ import numpy as np
 
 from engine_study import validation_parser, validation_sets  # this folder is on the path of its scripts
 from trainer.engine import coder
-from trainer.engine.settings import PRESETS
+from trainer.engine.settings import ORDERS, PRESETS
 from trainer.engine.tables import make_tables
 
 
@@ -29,7 +29,7 @@ def main() -> None:
     tables = make_tables()
     given = replace(PRESETS[args.preset], channel_order=0)
     orders = list(itertools.permutations(range(3)))
-    tried = [orders.index(order) for order in coder.ORDERS]
+    tried = [orders.index(order) for order in ORDERS]
     results = {"preset": args.preset, "orders": ["".join("RGB"[c] for c in o) for o in orders], "sets": {}}
     for name, images in validation_sets(args).items():
         sizes = np.array([[len(coder.encode(np.ascontiguousarray(image[..., list(order)]), given, tables)[0])

@@ -7,6 +7,7 @@ from pathlib import Path
 from trainer.codec import envelope
 from trainer.codec.bundle import RETIRED, bundle_folder
 from trainer.codec.container import unpack
+from trainer.engine.settings import choice_facts
 
 MODE_NAMES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
@@ -36,7 +37,7 @@ def stream_info(data: bytes) -> dict:
         env = envelope.unpack(data)
         entries = dict(env.entries)
         fmt = json.loads(entries.get(b"FMT ", b"{}") or b"{}")
-        inner = unpack(env.parts[0])[0] if env.representation != envelope.JXL else None
+        inner, model_payload = unpack(env.parts[0]) if env.representation != envelope.JXL else (None, b"")
         out = {"format_version": envelope.VERSION, "bundle_id_bytes": env.bundle_id,
                "representation": envelope.NAMES[env.representation],
                "numeric_mode": inner.numeric_mode if inner else "jpegxl-lossless",
@@ -47,13 +48,15 @@ def stream_info(data: bytes) -> dict:
                                   - {"IHDR", "IDAT", "IEND"}),
                "payload_bytes": sum(len(p) for p in env.parts), "precision": inner.precision if inner else None}
     else:
-        header, payload = unpack(data)
+        header, model_payload = unpack(data)
         out = {"format_version": data[4], "bundle_id_bytes": header.bundle_id,
                "representation": "fallback" if data[4] == 3 else "model", "numeric_mode": header.numeric_mode,
                "width": header.width, "height": header.height, "channels": header.channels,
                "mode": header.mode, "depth": 8,
-               "file_format": "png", "layout": header.mode, "metadata": [], "payload_bytes": len(payload),
+               "file_format": "png", "layout": header.mode, "metadata": [], "payload_bytes": len(model_payload),
                "precision": header.precision}
+    # the online engine's choices for this image: its payload's first byte
+    out["engine_choices"] = choice_facts(model_payload[0], out["channels"]) if out["numeric_mode"] == "online-v1" and model_payload else None
     subpixels = out["width"] * out["height"] * out["channels"]
     out |= {"bundle_id": out["bundle_id_bytes"].hex(), "file_bytes": len(data),
             "bpsp": 8 * len(data) / subpixels if subpixels else None, **_bundle_of(out["bundle_id_bytes"])}
@@ -71,6 +74,9 @@ def describe(path: Path, facts: dict) -> str:
              f"  numeric:   {facts['numeric_mode']}" + (f", precision {facts['precision']} bits" if facts['precision']
                                                         else ""),
              f"  metadata:  {', '.join(facts['metadata']) or 'none'}",
+             *([f"  engine:    channels coded in {choice['channel_order'] or 'an unknown'} order, parity contexts "
+                f"{'on' if choice['parity_contexts'] else 'off'}, {'least squares' if choice['least_squares'] else 'LMS'}"]
+               if (choice := facts.get("engine_choices")) else []),
              f"  size:      {facts['file_bytes']:,} bytes (payload {facts['payload_bytes']:,}), "
              + (f"{facts['bpsp']:.4f} bits per subpixel" if facts["bpsp"] is not None else "")]
     return "\n".join(lines)

@@ -4,17 +4,17 @@ An image is cut into stripes of `stripe_rows` rows (the bundle's setting; 0: one
 coded from a fresh state by its own range coder, so stripes are coded on separate threads (the
 compiled kernel releases the GIL). Payload: one byte of the encoder's choices (bit 0: parity
 contexts, bit 1: least squares, bits 2-3: the order its first three channels were coded in, an
-index into `ORDERS`), for every stripe but the last its byte length (4 bytes, big-endian), then
+index into settings.ORDERS), for every stripe but the last its byte length (4 bytes, big-endian), then
 the stripes' bytes in order.
 """
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
 from trainer.engine import kernel, rangecoder
-from trainer.engine.settings import EngineSettings
+from trainer.engine.settings import ORDERS, Choice, EngineSettings
 from trainer.errors import PixlmError
 
 
@@ -35,24 +35,6 @@ def _map(fn, items, threads: int | None):
 
 
 SAMPLE_ROWS = 64  # rows the encoder codes every way it may choose, to choose
-# Orders of the first three channels the encoder may try (setting `channel_order`; further channels,
-# alpha, stay last): as given, the second first, the third before the second. Each later channel is
-# predicted from the earlier ones, so which comes first matters: camera crops code smaller with
-# green first, photos mostly as given (benchmarks/EXPERIMENTS.md).
-ORDERS = ((0, 1, 2), (1, 0, 2), (0, 2, 1))
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One way the encoder may code an image: settings with each "auto" resolved, a channel order."""
-    settings: EngineSettings
-    order: int = 0
-
-    def byte(self) -> bytes:
-        return bytes([self.settings.parity | self.settings.ols << 1 | self.order << 2])
-
-    def permutation(self, channels: int) -> list[int]:
-        return list(ORDERS[self.order]) + list(range(3, channels)) if channels >= 3 else list(range(channels))
 
 
 def choices(settings: EngineSettings, channels: int) -> list[Choice]:

@@ -1,9 +1,11 @@
 """The online engine's settings: what an online bundle's codec.json holds under "engine".
 
-Every setting is an integer the compiled kernel reads from one int64 array (`as_array`), in the
-order of the fields below. Presets: `fast` (normalized LMS on the sub-predictors, then the mixing
-stage) and `max` (recursive least squares in float64 over 26 inputs, the LMS beside them, then
-the mixing stage; fewer bits, ~3x slower). Their speeds, one thread, AVX-512: benchmarks/EXPERIMENTS.md
+Every setting is an integer the compiled kernel (or, for `channel_order`, the coder) reads from
+one int64 array (`as_array`), in the order of the fields below. Presets: `fast` (normalized LMS on
+the sub-predictors, then the mixing stage) and `max` (recursive least squares in float64 over 26
+inputs, the LMS beside them, then the mixing stage, the channel order chosen per image; fewer
+bits, ~3x slower). Also here: the encoder's choices as the payload's first byte records them
+(`ORDERS`, `Choice`). Their speeds, one thread, AVX-512: benchmarks/EXPERIMENTS.md
 (`benchmarks/studies/engine_study.py`; on Kodak, `pixlm bench`: benchmarks/results/kodak/report.md). Values were chosen on held-out photos and
 camera crops, never on Kodak (`benchmarks/studies/engine_study.py`, benchmarks/EXPERIMENTS.md).
 """
@@ -52,7 +54,7 @@ class EngineSettings:
     # 1: the least squares also see 5 farther neighbours (NWW, NNW, NNWW, NEE, NNEE) and the previous
     # channel's differences at NW, NN, WW carried over (26 inputs instead of 18)
     ols_wide: int = 0
-    # 1: the encoder also tries coding the first three channels in another order (trainer.engine.coder.ORDERS)
+    # 1: the encoder also tries coding the first three channels in another order (trainer.engine.settings.ORDERS)
     channel_order: int = 0
 
     def __post_init__(self):
@@ -83,6 +85,36 @@ class EngineSettings:
 
     def as_array(self) -> np.ndarray:
         return np.array([getattr(self, f.name) for f in fields(self)], dtype=np.int64)
+
+
+# Orders of the first three channels the encoder may try (setting `channel_order`; trainer.engine.coder
+# codes them; further channels, alpha, stay last): as given, the second first, the third before the
+# second. Each later channel is predicted from the earlier ones, so which comes first matters:
+# camera crops code smaller green first, photos mostly as given (benchmarks/EXPERIMENTS.md).
+ORDERS = ((0, 1, 2), (1, 0, 2), (0, 2, 1))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One way the encoder may code an image: settings with each "auto" resolved, a channel order."""
+    settings: EngineSettings
+    order: int = 0
+
+    def byte(self) -> bytes:
+        return bytes([self.settings.parity | self.settings.ols << 1 | self.order << 2])
+
+    def permutation(self, channels: int) -> list[int]:
+        return list(ORDERS[self.order]) + list(range(3, channels)) if channels >= 3 else list(range(channels))
+
+
+def choice_facts(byte: int, channels: int) -> dict:
+    """What a payload's first byte says the encoder chose (for `pixlm info`): the channel order as
+    letters of the first three channels (R, G, B), None for an order this engine does not know."""
+    order = byte >> 2
+    names = "RGB" if channels >= 3 else "LA"[:channels]
+    known = order < len(ORDERS) and (order == 0 or channels >= 3)
+    return {"parity_contexts": bool(byte & 1), "least_squares": bool(byte & 2),
+            "channel_order": "".join(names[c] for c in Choice(None, order).permutation(min(channels, 3))) if known else None}
 
 
 # fast tries JPEG-XL at effort 2 only (far faster than the engine: insurance for synthetic images,
