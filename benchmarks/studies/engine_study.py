@@ -7,18 +7,29 @@ speed, each variant on the same images, every stream decoded and checked.
 
 A variant is a preset, optionally with settings changed: PRESET[:KEY=VALUE[,KEY=VALUE...]].
 Speeds are one thread (stripes in sequence), the median over the images after the first.
+
+With --orders, which channel order the first variant codes best, and how near its encoder's
+choice comes: every order of R, G, B coded in the given order (`channel_order=0`), the best of
+all six and of the orders the encoder tries (trainer.engine.settings.ORDERS) per image, and the
+encoder's own choice (`channel_order=1`), as ratios to the given order's payload bytes:
+
+    python benchmarks/studies/engine_study.py --images ../shared/data/photos/{005,012,023,036}.png \
+        --crop 512x384 --camera ../shared/data/camera --limit 11 --variants max --orders \
+        --out benchmarks/results/channel_order.json
 """
 
 import argparse
+import itertools
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import imagecodecs
 import numpy as np
 
 from trainer.engine import coder
-from trainer.engine.settings import PRESETS, EngineSettings
+from trainer.engine.settings import ORDERS, PRESETS, EngineSettings
 from trainer.engine.tables import make_tables
 from trainer.images.files import center_crop, image_files, load_image
 
@@ -32,19 +43,36 @@ def variant(text: str) -> EngineSettings:
     return EngineSettings.from_dict(values)
 
 
-def validation_parser(description: str) -> argparse.ArgumentParser:
-    """The validation sets' options, shared by the engine's studies."""
-    parser = argparse.ArgumentParser(description=description)
+def order_study(sets: dict, settings: EngineSettings, tables: dict) -> dict:
+    given = replace(settings, channel_order=0)
+    orders = list(itertools.permutations(range(3)))
+    tried = [orders.index(order) for order in ORDERS]
+    results = {"orders": ["".join("RGB"[c] for c in o) for o in orders], "sets": {}}
+    for name, images in sets.items():
+        sizes = np.array([[len(coder.encode(np.ascontiguousarray(image[..., list(order)]), given, tables)[0])
+                           for order in orders] for image in images])
+        chosen = sum(len(coder.encode(image, replace(given, channel_order=1), tables)[0]) for image in images)
+        base = sizes[:, 0].sum()
+        row = {"images": len(images), "per_order": dict(zip(results["orders"], (sizes.sum(0) / base).tolist())),
+               "best_of_six": float(sizes.min(1).sum() / base), "best_of_tried": float(sizes[:, tried].min(1).sum() / base),
+               "encoder_choice": chosen / base, "per_image": sizes.tolist()}
+        results["sets"][name] = row
+        print(f"{name:7s} " + "  ".join(f"{o} {r:.4f}" for o, r in row["per_order"].items())
+              + f"  | best of 6 {row['best_of_six']:.4f}, of those tried {row['best_of_tried']:.4f},"
+              f" the encoder's choice {row['encoder_choice']:.4f}", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", nargs="*", type=Path, default=[], help="held-out photos (files or folders)")
     parser.add_argument("--crop", default=None, help="WxH center crop of those")
     parser.add_argument("--camera", type=Path, default=None, help="a second source, whole images")
     parser.add_argument("--limit", type=int, default=0, help="first N images of --camera")
+    parser.add_argument("--variants", nargs="+", default=["fast", "max"])
+    parser.add_argument("--orders", action="store_true", help="the channel-order study of the first variant")
     parser.add_argument("--out", type=Path, required=True)
-    return parser
-
-
-def validation_sets(args: argparse.Namespace) -> dict[str, list[np.ndarray]]:
-    """{"photos": center crops of --images, "camera": the first --limit of --camera}; never Kodak."""
+    args = parser.parse_args()
     if any("kodak" in str(p).lower() for p in args.images + [args.camera or Path()]):
         raise SystemExit("never study settings on Kodak")
     crop = tuple(map(int, args.crop.split("x"))) if args.crop else None
@@ -52,14 +80,10 @@ def validation_sets(args: argparse.Namespace) -> dict[str, list[np.ndarray]]:
                        for p in (image_files(entry) if entry.is_dir() else [entry])]}
     if args.camera:
         sets["camera"] = [load_image(p) for p in image_files(args.camera)[:args.limit or None]]
-    return sets
-
-
-def main() -> None:
-    parser = validation_parser(__doc__.split("\n")[0])
-    parser.add_argument("--variants", nargs="+", default=["fast", "max"])
-    args = parser.parse_args()
-    sets = validation_sets(args)
+    if args.orders:
+        args.out.write_text(json.dumps({"variant": args.variants[0],
+                                        **order_study(sets, variant(args.variants[0]), make_tables())}, indent=1))
+        return
     tables = make_tables()
     results = {"sets": {}}
     for name, images in sets.items():
