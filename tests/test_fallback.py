@@ -98,10 +98,32 @@ def test_cli_keeps_the_models_stream_with_no_fallback(tmp_path):
     from trainer.cli import main
 
     screenshot(24, 16).save(tmp_path / "s.png")
-    # the default bundle (pixlm-online-max) falls back to lossless JPEG-XL on a screenshot
+    # the default bundle (pixlm-online-max) falls back to a classical codec on a screenshot
     for flag, name, fell_back in (([], "shipped.pxl", True), (["--no-fallback"], "model.pxl", False)):
         assert main(["encode", str(tmp_path / "s.png"), str(tmp_path / name), "--quiet", *flag]) == 0
         header, _ = unpack((tmp_path / name).read_bytes())
         assert (header.numeric_mode in fallback.MODES) == fell_back
         assert main(["decode", str(tmp_path / name), str(tmp_path / f"{name}.png"), "--quiet"]) == 0
         assert np.array_equal(np.asarray(Image.open(tmp_path / f"{name}.png")), np.asarray(screenshot(24, 16)))
+
+
+def test_the_strongest_classical_modes_are_tried_only_where_a_fallback_came_near(tmp_path, monkeypatch):
+    """The online bundles (`fallback_best`): on a screenshot, where their JPEG-XL comes near the
+    engine, the stream is the smallest of the engine's, that JPEG-XL's, WebP method 6's and JPEG-XL
+    effort 10's; on a photo, where the engine's is far smaller, the slow modes are never run."""
+    image = np.asarray(screenshot(96, 64))
+    for preset, effort in (("max", 9), ("fast", 2)):
+        codec = open_codec(ROOT / "checkpoints" / f"pixlm-online-{preset}", progress=False)
+        engine = open_codec(ROOT / "checkpoints" / f"pixlm-online-{preset}", progress=False, fallback=False)
+        data, report = codec.encode_bytes(image)
+        sizes = [len(unpack(engine.encode_bytes(image)[0])[1]), len(fallback.encode_jxl(image, effort)),
+                 len(fallback.encode(image, method=6)), len(fallback.encode_jxl(image, 10))]
+        assert report.fallback and len(unpack(data)[1]) == min(sizes) < min(sizes[:2]), (preset, sizes)
+        assert np.array_equal(codec.decode_picture(data).samples, image)
+    tried = []
+    monkeypatch.setattr(fallback, "strongest", lambda: tried.append(1) or [])
+    photo = Image.open(GOLDEN / "astronaut-64x40.png")
+    assert not codec.encode_bytes(photo)[1].fallback and not tried
+    monkeypatch.setattr(fallback, "NEAR", 100.0)  # the same photo, were the fallback near: tried
+    codec.encode_bytes(photo)
+    assert tried

@@ -185,7 +185,9 @@ def export_online(out: Path, preset: str = "fast", overrides: dict | None = None
            "middle rows smallest). " if settings.channel_order else "")
         + "It adapts to every image while coding and stores "
         "nothing but the coded values." + (f" The encoder also tries {' and '.join(fallbacks)} and keeps the "
-                                           "smallest stream." if fallbacks else ""), "",
+                                           "smallest stream." if fallbacks else "")
+        + (" Where that comes within 3 % of the engine's stream (synthetic content), it also tries lossless "
+           "WebP at method 6 and JPEG-XL at effort 10." if settings.fallback_best else ""), "",
         "| setting | value |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in settings.to_dict().items()], "",
         "Use: `pixlm encode IMAGE OUT.pxl --bundle THIS_FOLDER`, `pixlm decode OUT.pxl IMAGE.png`.", ""]))
     write_manifest(out)

@@ -11,10 +11,14 @@ image), so the fallback costs only the time of one WebP encode.
 Gray images go to WebP as RGB with the value copied (WebP has no gray mode), LA as RGBA; the
 encoder keeps the WebP stream only after decoding it back to exactly the original pixels.
 
-A bundle may also ask for lossless JPEG-XL at an effort of its choosing (online bundles: 7 in
+A bundle may also ask for lossless JPEG-XL at an effort of its choosing (online bundles: 2 in
 `fast`, 9 in `max`): per image, the smallest of the model's stream and the fallbacks is kept,
 so a photo JPEG-XL codes better than the model costs no more than JPEG-XL (numeric mode
 `jpegxl-lossless`, the payload a JPEG-XL codestream, decoded by libjxl through imagecodecs).
+And the strongest classical modes (`STRONGEST`: WebP method 6, JPEG-XL effort 10, several
+times slower), where a bundle asks for them, only where a fallback came within `NEAR` of the
+model's stream: synthetic content, where a classical codec is the right coder and should be at
+its best; on photos the model's stream is far smaller and they are not tried.
 """
 
 import io
@@ -26,13 +30,15 @@ MODE = "webp-lossless"  # the numeric modes of fallback streams
 JXL_MODE = "jpegxl-lossless"
 MODES = (MODE, JXL_MODE)
 MAX_SIDE = 16383  # WebP's largest side
+NEAR = 1.03  # a fallback this close to the model's stream (bytes) earns a try of the strongest modes
 # image channels -> WebP channels, and back (gray copied into R, G and B)
 _TO_WEBP = {1: [0, 0, 0], 2: [0, 0, 0, 1], 3: [0, 1, 2], 4: [0, 1, 2, 3]}
 _FROM_WEBP = {1: [0], 2: [0, 3], 3: [0, 1, 2], 4: [0, 1, 2, 3]}
 
 
-def encode(image: np.ndarray) -> bytes | None:
-    """Lossless WebP of an (H, W, C) uint8 image, or None where WebP cannot hold it exactly."""
+def encode(image: np.ndarray, method: int = 4) -> bytes | None:
+    """Lossless WebP of an (H, W, C) uint8 image at `method` (0-6: effort), or None where WebP
+    cannot hold it exactly."""
     height, width, channels = image.shape
     if max(height, width) > MAX_SIDE:
         return None
@@ -40,9 +46,9 @@ def encode(image: np.ndarray) -> bytes | None:
     pil = Image.fromarray(np.ascontiguousarray(image[..., colour]), "RGBA" if len(colour) == 4 else "RGB")
     buffer = io.BytesIO()
     # exact: keep the RGB of fully transparent pixels (lossless WebP may otherwise rewrite them)
-    # method 4: method 6 gained ~2.5 % on a 768x512 photo (where the model wins anyway) for 10x the
-    # time (10.9 s against 1.1 s, one-off timing), and nothing on the flat study's screenshot
-    pil.save(buffer, "WEBP", lossless=True, quality=100, method=4, exact=True)
+    # method 4 by default: method 6 gained ~2.5 % on a 768x512 photo (where the model wins anyway)
+    # for 10x the time (10.9 s against 1.1 s, one-off timing), and nothing on the flat study's screenshot
+    pil.save(buffer, "WEBP", lossless=True, quality=100, method=method, exact=True)
     return _checked(buffer.getvalue(), decode, image)
 
 
@@ -92,3 +98,10 @@ def decode_jxl(data: bytes, height: int, width: int, channels: int) -> np.ndarra
 def decode_any(mode: str, data: bytes, height: int, width: int, channels: int) -> np.ndarray:
     """The pixels of a fallback payload of either numeric mode."""
     return (decode if mode == MODE else decode_jxl)(data, height, width, channels)
+
+
+def strongest() -> list:
+    """(numeric mode, encoder) of the strongest lossless modes: WebP method 6, JPEG-XL effort 10."""
+    from functools import partial
+
+    return [(MODE, partial(encode, method=6)), (JXL_MODE, partial(encode_jxl, effort=10))]

@@ -27,6 +27,7 @@ class OnlineCodec(StreamCodec):
         self.numeric_mode = "online-v1"  # integer arithmetic, and float64 least squares in a fixed order
         self.threads = threads
         self.portable = True
+        self.strongest_fallbacks = bool(self.settings.fallback_best)
 
     @property
     def cores(self) -> int:

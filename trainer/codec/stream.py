@@ -110,6 +110,7 @@ class StreamCodec:
     threads: int | None = None  # torch threads while coding; None: the caller's
     cores: int | None = None  # cores one coding run keeps busy, where it is not `threads` (the bench's cost)
     portable: bool = False  # the numeric mode computes the same probabilities on every machine
+    strongest_fallbacks: bool = False  # also the strongest classical modes, where a fallback came near the model
 
     def __init__(self, bundle: Bundle | str | Path, progress: bool = True, fallback: bool = True):
         self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
@@ -170,10 +171,20 @@ class StreamCodec:
             payload, ideal_bits = self._code(image, bits)
             numeric_mode = self.numeric_mode
         if (self.fallback or not model) and max(height, width) <= fallback.MAX_SIDE:
+            model_bytes, nearest = len(payload) if payload is not None else None, None
             for mode, encode in self._fallbacks(model):
                 other = self._timed("fallback", encode, image)
-                if other is not None and (payload is None or len(other) < len(payload)):
-                    payload, numeric_mode = other, mode
+                if other is not None:
+                    nearest = min(nearest or len(other), len(other))
+                    if payload is None or len(other) < len(payload):
+                        payload, numeric_mode = other, mode
+            # the strongest (slow) classical modes only where a classical codec came near the model
+            if self.strongest_fallbacks and nearest is not None and (
+                    model_bytes is None or nearest <= fallback.NEAR * model_bytes):
+                for mode, encode in fallback.strongest():
+                    other = self._timed("fallback", encode, image)
+                    if other is not None and len(other) < len(payload):
+                        payload, numeric_mode = other, mode
         if payload is None:
             raise CodecError(f"{width}x{height}: lossless WebP cannot hold this image and no model was to code it")
         header = Header(self.short_id, numeric_mode, MODES[channels], width, height, channels,

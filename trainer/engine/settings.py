@@ -56,13 +56,15 @@ class EngineSettings:
     ols_wide: int = 0
     # 1: the encoder also tries coding the first three channels in another order (trainer.engine.settings.ORDERS)
     channel_order: int = 0
+    # 1: where a fallback comes within 3 % of the engine's stream, also WebP method 6 and JPEG-XL effort 10
+    fallback_best: int = 0
 
     def __post_init__(self):
         limits = {"lms_shift": (1, 20), "weight_sets": (1, 8), "ols": (0, 2), "ols_interval": (1, 64),
                   "ols_decay_shift": (4, 20), "ols_ridge": (1, 10000),
                   "energy_channel": (0, 16), "energy_best": (0, 64), "energy_far": (0, 64),
                   "blend_far": (0, 1), "parity": (0, 2), "scale_mix": (0, 4), "fallback_webp": (0, 1),
-                  "fallback_jxl": (0, 10), "mix": (0, 1), "mix_lr": (1, 256), "mix_limit": (1, 1023), "ols_wide": (0, 1), "channel_order": (0, 1),
+                  "fallback_jxl": (0, 10), "mix": (0, 1), "mix_lr": (1, 256), "mix_limit": (1, 1023), "ols_wide": (0, 1), "channel_order": (0, 1), "fallback_best": (0, 1),
                   "scale_adapt_shift": (1, 12), "scale_init": (1, 256), "intensity_bits": (0, 6),
                   "scale_step": (0, 16), "scale_search_shift": (1, 16), "stripe_rows": (0, 1 << 20)}
         for name, (low, high) in limits.items():
@@ -117,11 +119,13 @@ def choice_facts(byte: int, channels: int) -> dict:
             "channel_order": "".join(names[c] for c in Choice(None, order).permutation(min(channels, 3))) if known else None}
 
 
-# fast tries JPEG-XL at effort 2 only (far faster than the engine: insurance for synthetic images,
-# where the engine is near it); max tries effort 9 (~0.5 M/s). max always runs the wide least squares (the
+# fast tries JPEG-XL at effort 2 (far faster than the engine: insurance for synthetic images,
+# where the engine is near it); max tries effort 9 (~0.5 M/s); where that comes within 3 % of the
+# engine's stream, both also try WebP method 6 and JPEG-XL effort 10 (the flat screenshot of
+# benchmarks/studies/flat_study.py: WebP 0.168 bpsp, JPEG-XL e9 0.222; never on Kodak's photos). max always runs the wide least squares (the
 # encoder's choice of LMS instead no longer paid: camera crops +0.05 %), the LMS beside them; its
 # encoder also chooses the channel order (fast's would fall under 1 M subpixels/s encode), and its
 # stripes are 1024 rows (a stripe's fresh start cost 768-row crops 0.17 % at 512).
-PRESETS = {"fast": EngineSettings(mix=1, fallback_webp=0, fallback_jxl=2),
+PRESETS = {"fast": EngineSettings(mix=1, fallback_webp=0, fallback_jxl=2, fallback_best=1),
            "max": EngineSettings(ols=1, mix=1, ols_wide=1, channel_order=1, stripe_rows=1024, fallback_webp=0,
-                                 fallback_jxl=9)}
+                                 fallback_jxl=9, fallback_best=1)}
