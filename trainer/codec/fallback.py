@@ -15,9 +15,9 @@ A bundle may also ask for lossless JPEG-XL at an effort of its choosing (online 
 `fast`, 9 in `max`): per image, the smallest of the model's stream and the fallbacks is kept,
 so a photo JPEG-XL codes better than the model costs no more than JPEG-XL (numeric mode
 `jpegxl-lossless`, the payload a JPEG-XL codestream, decoded by libjxl through imagecodecs).
-And the strongest classical modes (`STRONGEST`: WebP method 6, JPEG-XL effort 10, several
-times slower), where a bundle asks for them, only where a fallback came within `NEAR` of the
-model's stream: synthetic content, where a classical codec is the right coder and should be at
+And the strongest classical modes (`strongest()`: WebP method 6, JPEG-XL effort 10, several
+times slower), where a bundle asks for them (online bundles: `fallback_best`), only where a
+fallback came within `NEAR` of the model's stream: synthetic content, where a classical codec is the right coder and should be at
 its best; on photos the model's stream is far smaller and they are not tried.
 """
 

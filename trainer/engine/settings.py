@@ -1,7 +1,8 @@
 """The online engine's settings: what an online bundle's codec.json holds under "engine".
 
-Every setting is an integer the compiled kernel (or, for `channel_order`, the coder) reads from
-one int64 array (`as_array`), in the order of the fields below. Presets: `fast` (normalized LMS on
+Every setting is an integer the compiled kernel reads from one int64 array (`as_array`), in the
+order of the fields below (the encoder's choices and fallbacks are read by trainer.engine.coder
+and trainer.codec.online). Presets: `fast` (normalized LMS on
 the sub-predictors, then the mixing stage) and `max` (recursive least squares in float64 over 26
 inputs, the LMS beside them, then the mixing stage, the channel order chosen per image; fewer
 bits, ~3x slower). Also here: the encoder's choices as the payload's first byte records them
