@@ -176,6 +176,19 @@ def test_the_encoder_codes_the_channel_that_carries_the_others_first():
     assert np.array_equal(coder.decode(chosen, image.shape, PRESETS["max"], TABLES), image)
 
 
+def test_an_image_coded_in_another_channel_order_round_trips_through_the_cli(tmp_path):
+    """`pixlm encode` / `decode` with the default bundle (max) on an image whose encoder picks green
+    first: the PNG written back holds the original samples (read by Pillow, not by pixlm)."""
+    from trainer.cli import main
+    from trainer.codec.info import stream_info
+
+    Image.fromarray(subsampled_image()).save(tmp_path / "s.png")
+    assert main(["encode", str(tmp_path / "s.png"), str(tmp_path / "s.pxl"), "--quiet", "--no-fallback"]) == 0
+    assert stream_info((tmp_path / "s.pxl").read_bytes())["engine_choices"]["channel_order"] == "GRB"
+    assert main(["decode", str(tmp_path / "s.pxl"), str(tmp_path / "back.png"), "--quiet"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "back.png")), subsampled_image())
+
+
 @pytest.mark.parametrize("order", [1, 2])
 @pytest.mark.parametrize("channels", [3, 4])
 def test_a_channel_order_codes_the_image_as_its_permutation(order, channels, monkeypatch):
@@ -195,7 +208,8 @@ def test_a_channel_order_codes_the_image_as_its_permutation(order, channels, mon
     assert payload[0] == 1 | 2 | order << 2 and payload[1:] == payload_permuted[1:]
     assert np.array_equal(lengths[..., permutation], lengths_permuted) and lengths.sum(axis=(0, 1)).min() > 0
     assert permutation[3:] == list(range(3, channels))
-    assert np.array_equal(coder.decode(payload, image.shape, PRESETS["max"], TABLES), image)
+    decoded = coder.decode(payload, image.shape, PRESETS["max"], TABLES)
+    assert decoded.flags.c_contiguous and np.array_equal(decoded, image)
 
 
 def test_images_of_one_or_two_channels_have_no_order_to_choose():

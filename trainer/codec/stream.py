@@ -175,7 +175,7 @@ class StreamCodec:
             for mode, encode in self._fallbacks(model):
                 other = self._timed("fallback", encode, image)
                 if other is not None:
-                    nearest = min(nearest or len(other), len(other))
+                    nearest = len(other) if nearest is None else min(nearest, len(other))
                     if payload is None or len(other) < len(payload):
                         payload, numeric_mode = other, mode
             # the strongest (slow) classical modes only where a classical codec came near the model

@@ -70,14 +70,10 @@ def encode(image: np.ndarray, settings: EngineSettings, tables: dict, threads: i
     image = np.require(image, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
     chosen = choose(image, settings, tables, threads)
     order = chosen.permutation(image.shape[2])
-    if order != sorted(order):
-        image = np.ascontiguousarray(image[:, :, order])
-        keep = None if lengths is None else np.zeros(image.shape, dtype=np.float32)
-        payload, ideal = _encode(image, chosen.settings, tables, threads, keep)
-        if lengths is not None:
-            lengths[:, :, order] = keep
-    else:
-        payload, ideal = _encode(image, chosen.settings, tables, threads, lengths)
+    keep = None if lengths is None else np.zeros(image.shape, dtype=np.float32)
+    payload, ideal = _encode(np.ascontiguousarray(image[:, :, order]), chosen.settings, tables, threads, keep)
+    if lengths is not None:  # reported per channel of the image given
+        lengths[:, :, order] = keep
     return chosen.byte() + payload, ideal
 
 
@@ -123,5 +119,5 @@ def decode(payload: bytes, shape: tuple[int, int, int], settings: EngineSettings
                            tables["buckets"], tables["code_length"], params, keep)
 
     _map(one, list(zip(parts, chunks)), threads)
-    order = choice.permutation(shape[2])
-    return image if order == sorted(order) else image[:, :, np.argsort(order)]
+    # the channels back in the image's order (a fancy index on the last axis is not C-contiguous)
+    return np.ascontiguousarray(image[:, :, np.argsort(choice.permutation(shape[2]))])

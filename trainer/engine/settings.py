@@ -107,7 +107,13 @@ class Choice:
         return bytes([self.settings.parity | self.settings.ols << 1 | self.order << 2])
 
     def permutation(self, channels: int) -> list[int]:
-        return list(ORDERS[self.order]) + list(range(3, channels)) if channels >= 3 else list(range(channels))
+        return permutation(self.order, channels)
+
+
+def permutation(order: int, channels: int) -> list[int]:
+    """The image's channels in the order `ORDERS[order]` codes them (further channels last; images
+    of 1 or 2 channels as they are)."""
+    return list(ORDERS[order]) + list(range(3, channels)) if channels >= 3 else list(range(channels))
 
 
 def choice_facts(byte: int, channels: int) -> dict:
@@ -117,7 +123,7 @@ def choice_facts(byte: int, channels: int) -> dict:
     names = "RGB" if channels >= 3 else "LA"[:channels]
     known = order < len(ORDERS) and (order == 0 or channels >= 3)
     return {"parity_contexts": bool(byte & 1), "least_squares": bool(byte & 2),
-            "channel_order": "".join(names[c] for c in Choice(None, order).permutation(min(channels, 3))) if known else None}
+            "channel_order": "".join(names[c] for c in permutation(order, min(channels, 3))) if known else None}
 
 
 # fast tries JPEG-XL at effort 2 (far faster than the engine: insurance for synthetic images,
