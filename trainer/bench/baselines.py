@@ -6,6 +6,9 @@ Each baseline turns an (H, W, C) uint8 array into the bytes of a real file and b
 - webp: libwebp lossless, method 6, quality 100 (imagecodecs)
 - jpegxl-e7 / jpegxl-e9 / jpegxl-e10: libjxl lossless (distance 0), effort 7 / 9 / 10 (imagecodecs)
 - jpeg2000: OpenJPEG reversible 5/3 wavelet, J2K codestream (imagecodecs)
+- paq8px, paq8px-N: the paq8px program (GPL, not a library; level 8 / N), through binary PGM/PPM/PAM
+  files, when a binary is found (--paq8px PATH, $PIXLM_PAQ8PX, PATH); not in the defaults, and not in
+  BASELINES (it needs its program): trainer/bench/paq8px.py
 - jpegls-hp1: CharLS lossless, as JPEG-LS is used on colour: HP1's reversible colour transform
   (R - G, G, B - G, modulo the sample range; CharLS's `colorTransformation` HP1) and each plane
   coded as its own JPEG-LS image; the file is the plane count, each codestream's length (4 bytes)
@@ -169,16 +172,38 @@ DEFAULT_BASELINES = ("png", "webp", "jpegxl-e7", "jpegxl-e9", "jpegxl-e10", "jpe
 REFERENCE = "jpegxl-e9"  # decode speeds are reported as a ratio to this codec's, measured in the same run
 
 
-def get_baselines(names: str | list[str]) -> list[BaselineCodec]:
-    """Baselines by name ('png,webp' or a list); '' or 'none' gives none. Unknown names: BaselineError."""
+def get_baselines(names: str | list[str], paq8px: str | None = None, skipped: list[str] | None = None) -> list:
+    """Baselines by name ('png,webp' or a list); '' or 'none' gives none. Unknown names: BaselineError.
+
+    `paq8px` / `paq8px-N` run the paq8px program given by `paq8px` (a path), else $PIXLM_PAQ8PX, else
+    found on PATH; where there is none, the name is left out and its one-line reason appended to
+    `skipped` (the bench prints it and goes on). A path given that is not a program: BaselineError.
+    """
+    from trainer.bench import paq8px as external
+
     if isinstance(names, str):
         names = [] if names.strip().lower() in ("", "none") else [n.strip() for n in names.split(",")]
-    unknown = [n for n in names if n not in BASELINES]
+    unknown = [n for n in names if n not in BASELINES and external.level_of(n) is None]
     if unknown:
-        raise BaselineError(f"unknown baseline {', '.join(map(repr, unknown))}; known: {', '.join(BASELINES)}")
-    if any(n != "png" for n in names):
+        raise BaselineError(f"unknown baseline {', '.join(map(repr, unknown))}; known: {', '.join(BASELINES)}, "
+                            f"{external.NAME} (level {external.DEFAULT_LEVEL}; {external.NAME}-N: level N, "
+                            f"{external.LEVELS[0]}..{external.LEVELS[-1]})")
+    if any(n != "png" and n in BASELINES for n in names):
         _imagecodecs()
-    return [BASELINES[n] for n in dict.fromkeys(names)]
+    out = []
+    for name in dict.fromkeys(names):
+        if name in BASELINES:
+            out.append(BASELINES[name])
+            continue
+        try:
+            codec, reason = external.make(name, paq8px)
+        except ValueError as err:
+            raise BaselineError(str(err)) from None
+        if codec is not None:
+            out.append(codec)
+        elif skipped is not None and reason not in skipped:
+            skipped.append(reason)
+    return out
 
 
 def library_versions() -> dict:

@@ -17,6 +17,9 @@ def add_parser(commands) -> None:
     cmd.add_argument("--bundle", type=Path, action="append", default=[], help="codec bundle folder; repeatable")
     cmd.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),
                      help=f"comma-separated, or 'none' (default {','.join(DEFAULT_BASELINES)})")
+    cmd.add_argument("--paq8px", default=None, metavar="PATH",
+                     help="the paq8px program for the paq8px / paq8px-N baselines (default: $PIXLM_PAQ8PX, "
+                          "else paq8px on PATH; ../shared/tools/paq8px/build.sh builds one)")
     cmd.add_argument("--out", type=Path, required=True, help="report folder")
     cmd.add_argument("--limit", type=int, default=None, help="first N images of each set")
     cmd.add_argument("--crop", default=None, help="center crop WxH of every image (smaller images stay whole)")

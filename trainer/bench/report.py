@@ -50,7 +50,14 @@ def write_markdown(report: dict, out: Path) -> Path:
              "negative where a stream is the smaller lossless-WebP fallback, marked per image). Speeds are subpixels per "
              f"second, totals over the set; 'vs {ref}': speed as a ratio to {ref}'s in this run (encode / decode). "
              f"Exact: bit-exact decodes / decodes tried (bundles include --decode-variants). "
-             f"Memory: {report['memory_method']}; shown as peak (extra over the step's start), MB.", ""]
+             f"Memory: {report['memory_method']}; shown as peak (extra over the step's start), MB."
+             + (" A baseline run as its own program (" + ", ".join(c["name"] for c in report["codecs"] if c.get("program"))
+                + "): its child process's peak RSS is added to both, and its times include writing its input file "
+                "and starting it." if any(c.get("program") for c in report["codecs"]) else ""), ""]
+    lines += [f"- {c['name']}: {c['description']}" for c in report["codecs"] if c.get("program")]
+    lines += [f"- skipped: {line}" for line in cfg.get("skipped") or []]
+    if lines[-1] != "":
+        lines.append("")
     for s in report["sets"]:
         lines += [f"## {s['name']} ({s['images_done']}/{s['images']} images, {s['path']})", "",
                   "| codec | ok | bpsp | model bpsp | overhead | encode s | decode s | encode sp/s | decode sp/s "

@@ -106,8 +106,11 @@ def _barrier(world: int) -> None:
 def run(data: list[Path], bundles: list[Path], baselines: str | list[str], out: Path, limit: int | None = None,
         crop: str | None = None, resume: bool = False, threads: int | None = None, batch_size: int = 256,
         decode_variants: str | None = None, cost: str | None = None, progress: bool = True,
-        hooks: dict | None = None, argv: list[str] | None = None) -> dict | None:
+        hooks: dict | None = None, argv: list[str] | None = None, paq8px: str | None = None) -> dict | None:
     """Run the benchmark; the report dict on the main process (None on other ranks).
+
+    paq8px: the paq8px program for the `paq8px` / `paq8px-N` baselines (else $PIXLM_PAQ8PX, else PATH);
+    where none is found those baselines are skipped with one line on stderr (kept in config.skipped).
 
     hooks (tests only): {'after_encode': fn(stream_path)} runs between a bundle's encode and decode.
     """
@@ -119,7 +122,11 @@ def run(data: list[Path], bundles: list[Path], baselines: str | list[str], out: 
     crop_size = parse_crop(crop)
     variants = parse_variants(decode_variants)
     prices = load_prices(cost)
-    base = get_baselines(baselines)
+    skipped = []
+    base = get_baselines(baselines, paq8px=paq8px, skipped=skipped)
+    if int(os.environ.get("RANK", "0")) == 0:
+        for line in skipped:
+            print(line, file=sys.stderr)
     for folder in bundles:
         if not Path(folder).is_dir():
             raise BenchError(f"--bundle {folder}: no such folder")
@@ -136,7 +143,7 @@ def run(data: list[Path], bundles: list[Path], baselines: str | list[str], out: 
     threads_before = torch.get_num_threads()
     try:
         return _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resume, rank, world,
-                    threads or threads_before, batch_size, limit, progress, hooks, argv)
+                    threads or threads_before, batch_size, limit, progress, hooks, argv, skipped)
     finally:
         torch.set_num_threads(threads_before)
         if world > 1 and torch.distributed.is_initialized():
@@ -144,7 +151,7 @@ def run(data: list[Path], bundles: list[Path], baselines: str | list[str], out: 
 
 
 def _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resume, rank, world, threads,
-         batch_size, limit, progress, hooks, argv):
+         batch_size, limit, progress, hooks, argv, skipped=()):
     import torch
     from tqdm.auto import tqdm
 
@@ -241,11 +248,13 @@ def _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resu
                "batch_size": batch_size, "cores_charged": getattr(e.get("codec"), "cores", None) or threads}  # codec None: it did not load
               for e in entries]
     codecs += [{"name": b.name, "kind": "baseline", "description": b.description,
-                "cores_charged": threads if b.threaded else 1} for b in base]
+                "cores_charged": threads if b.threaded else 1,
+                **({"program": str(b.binary), "version": b.version} if hasattr(b, "binary") else {})}
+               for b in base]
     config = {"data": [str(d) for d in data], "bundles": [str(b) for b in bundles],
               "baselines": [b.name for b in base], "limit": limit, "crop": crop_text, "resume": resume,
               "threads": threads, "batch_size": batch_size, "decode_variants": variants, "world_size": world,
-              "cost": prices}
+              "cost": prices, "skipped": list(skipped)}
     report = build_report(config, sets, jobs, codecs, read_results(out), memory.method, argv)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     from trainer.bench.report import write_markdown, write_plots
@@ -262,7 +271,7 @@ def command(args, argv: list[str] | None = None) -> int:
     try:
         run(args.data, args.bundle, args.baselines, args.out, limit=args.limit, crop=args.crop, resume=args.resume,
             threads=args.threads, batch_size=args.batch_size, decode_variants=args.decode_variants, cost=args.cost,
-            progress=not args.quiet, argv=argv if argv is not None else sys.argv)
+            progress=not args.quiet, argv=argv if argv is not None else sys.argv, paq8px=args.paq8px)
     except (BenchError, BaselineError) as err:
         print(f"pixlm: error: {err}", file=sys.stderr)
         return 2
