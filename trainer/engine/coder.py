@@ -78,20 +78,23 @@ def encode(image: np.ndarray, settings: EngineSettings, tables: dict, threads: i
 
 
 def _encode(image, settings: EngineSettings, tables: dict, threads, lengths) -> tuple[bytes, float]:
-    params = settings.as_array()
+    params, t = settings.as_params(), _tables(tables)
     keep = lengths if lengths is not None else np.zeros((1, 1, 1), dtype=np.float32)
     none64, none8 = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.uint8)
 
     def one(stripe):
         y0, y1 = stripe
         state, out = rangecoder.new_encoder(2 * (y1 - y0) * image.shape[1] * image.shape[2] + 64)
-        ideal = kernel.code_stripe(image, y0, y1, False, state, out, none64, none8, tables["cdf"],
-                                   tables["scale_of"], tables["buckets"], tables["code_length"], params, keep)
+        ideal = kernel.code_stripe(image, y0, y1, t, kernel.Stream(False, state, out, none64, none8), params, keep)
         return out[:rangecoder.finish(state, out)].tobytes(), ideal
 
     coded = _map(one, stripes(image.shape[0], settings), threads)
     header = b"".join(len(data).to_bytes(4, "big") for data, _ in coded[:-1])
     return header + b"".join(data for data, _ in coded), sum(ideal for _, ideal in coded) / 256.0
+
+
+def _tables(tables: dict) -> kernel.Tables:
+    return kernel.Tables(tables["cdf"], tables["scale_of"], tables["buckets"], tables["code_length"])
 
 
 def decode(payload: bytes, shape: tuple[int, int, int], settings: EngineSettings, tables: dict,
@@ -109,14 +112,13 @@ def decode(payload: bytes, shape: tuple[int, int, int], settings: EngineSettings
         raise PayloadError(f"the payload's stripe sizes ({sum(sizes)} bytes) exceed its {len(payload)} bytes")
     starts = np.cumsum([head] + sizes)
     chunks = [payload[a:b] for a, b in zip(starts, list(starts[1:]) + [len(payload)])]
-    params = settings.as_array()
+    params, t = settings.as_params(), _tables(tables)
     none64, none8, keep = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.uint8), np.zeros((1, 1, 1), np.float32)
 
     def one(item):
         (y0, y1), chunk = item
         state, data = rangecoder.new_decoder(np.frombuffer(chunk, dtype=np.uint8))
-        kernel.code_stripe(image, y0, y1, True, none64, none8, state, data, tables["cdf"], tables["scale_of"],
-                           tables["buckets"], tables["code_length"], params, keep)
+        kernel.code_stripe(image, y0, y1, t, kernel.Stream(True, none64, none8, state, data), params, keep)
 
     _map(one, list(zip(parts, chunks)), threads)
     # the channels back in the image's order (a fancy index on the last axis is not C-contiguous)

@@ -1,7 +1,7 @@
 """The online engine's settings: what an online bundle's codec.json holds under "engine".
 
-Every setting is an integer the compiled kernel reads from one int64 array (`as_array`), in the
-order of the fields below (the encoder's choices and fallbacks are read by trainer.engine.coder
+Every setting is an integer; the compiled kernel reads them by name from a `Params` record (a
+namedtuple made from the fields below, `as_params`) (the encoder's choices and fallbacks are read by trainer.engine.coder
 and trainer.codec.online). Presets: `fast` (normalized LMS on
 the sub-predictors, then the mixing stage) and `max` (recursive least squares in float64 over 26
 inputs, the LMS beside them, then the mixing stage, the channel order chosen per image; fewer
@@ -11,6 +11,7 @@ bits, ~3x slower). Also here: the encoder's choices as the payload's first byte 
 camera crops, never on Kodak (`benchmarks/studies/engine_study.py`, benchmarks/EXPERIMENTS.md).
 """
 
+from collections import namedtuple
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -86,8 +87,13 @@ class EngineSettings:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def as_array(self) -> np.ndarray:
-        return np.array([getattr(self, f.name) for f in fields(self)], dtype=np.int64)
+    def as_params(self) -> "Params":
+        """The settings as the kernel reads them: a record of int64 fields, by name."""
+        return Params(*(np.int64(getattr(self, f.name)) for f in fields(self)))
+
+
+# The kernel's view of EngineSettings: the same names, so no index can drift from the fields.
+Params = namedtuple("Params", [f.name for f in fields(EngineSettings)])
 
 
 # Orders of the first three channels the encoder may try (setting `channel_order`; trainer.engine.coder
