@@ -4,7 +4,7 @@ An image is cut into stripes of `stripe_rows` rows (the bundle's setting; 0: one
 coded from a fresh state by its own range coder, so stripes are coded on separate threads (the
 compiled kernel releases the GIL). Payload: one byte of the encoder's choices (bit 0: parity
 contexts, bit 1: least squares, bits 2-3: the order its first three channels were coded in, an
-index into settings.ORDERS), for every stripe but the last its byte length (4 bytes, big-endian), then
+index into settings.ORDERS, bit 4: those channels coded as JPEG's Y, Cb, Cr, trainer.engine.colour), for every stripe but the last its byte length (4 bytes, big-endian), then
 the stripes' bytes in order.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from trainer.engine import kernel, rangecoder
+from trainer.engine import colour, kernel, rangecoder
 from trainer.engine.settings import ORDERS, Choice, EngineSettings
 from trainer.errors import PixlmError
 
@@ -37,27 +37,31 @@ def _map(fn, items, threads: int | None):
 SAMPLE_ROWS = 64  # rows the encoder codes every way it may choose, to choose
 
 
-def choices(settings: EngineSettings, channels: int) -> list[Choice]:
+def choices(settings: EngineSettings, channels: int, ycc: bool = True) -> list[Choice]:
     """The ways the encoder may pick from: each "2" (auto) of `ols` and `parity` tried both ways,
-    and with `channel_order` each of `ORDERS` (images of 3 or more channels)."""
+    with `channel_order` each of `ORDERS`, with `colour` (and `ycc`: the image has Y, Cb, Cr
+    planes) the first three channels as Y, Cb, Cr too (images of 3 or more channels)."""
     orders = range(len(ORDERS)) if settings.channel_order and channels >= 3 else (0,)
-    return [Choice(replace(settings, ols=ols, parity=parity), order)
+    spaces = (False, True) if settings.colour and channels >= 3 and ycc else (False,)
+    return [Choice(replace(settings, ols=ols, parity=parity), order, space)
             for ols in ((0, 1) if settings.ols == 2 else (settings.ols,))
             for parity in ((0, 1) if settings.parity == 2 else (settings.parity,))
-            for order in orders]
+            for order in orders for space in spaces]
 
 
-def choose(image: np.ndarray, settings: EngineSettings, tables: dict, threads: int | None = None) -> Choice:
-    """How to code this image: the only choice, or the one that codes the image's middle rows
-    smallest. Only the encoder chooses; the payload's first byte records it."""
-    options = choices(settings, image.shape[2])
+def choose(image: np.ndarray, ycc: np.ndarray | None, settings: EngineSettings, tables: dict,
+           threads: int | None = None) -> Choice:
+    """How to code this image (`ycc`: its Y, Cb, Cr planes, or None): the only choice, or the one
+    that codes the image's middle rows smallest. Only the encoder chooses; the payload's first
+    byte records it."""
+    options = choices(settings, image.shape[2], ycc is not None)
     if len(options) == 1:
         return options[0]
     middle = image.shape[0] // 2
-    sample = image[max(0, middle - SAMPLE_ROWS // 2):middle + SAMPLE_ROWS // 2]
-    sizes = _map(lambda option: len(_encode(np.ascontiguousarray(sample[:, :, option.permutation(image.shape[2])]),
-                                            replace(option.settings, stripe_rows=0), tables, 1, None)[0]),
-                 options, threads)
+    rows = slice(max(0, middle - SAMPLE_ROWS // 2), middle + SAMPLE_ROWS // 2)
+    sizes = _map(lambda option: len(_encode(np.ascontiguousarray(
+        (ycc if option.ycc else image)[rows][:, :, option.permutation(image.shape[2])]),
+        replace(option.settings, stripe_rows=0), tables, 1, None)[0]), options, threads)
     return options[int(np.argmin(sizes))]
 
 
@@ -68,10 +72,12 @@ def encode(image: np.ndarray, settings: EngineSettings, tables: dict, threads: i
     # one compiled signature for both directions: a C-contiguous, writable uint8 array (a PIL
     # image's or a memory map's read-only view is copied)
     image = np.require(image, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
-    chosen = choose(image, settings, tables, threads)
+    ycc = colour.to_ycc(image) if settings.colour and image.shape[2] >= 3 else None
+    chosen = choose(image, ycc, settings, tables, threads)
     order = chosen.permutation(image.shape[2])
     keep = None if lengths is None else np.zeros(image.shape, dtype=np.float32)
-    payload, ideal = _encode(np.ascontiguousarray(image[:, :, order]), chosen.settings, tables, threads, keep)
+    coded = ycc if chosen.ycc else image
+    payload, ideal = _encode(np.ascontiguousarray(coded[:, :, order]), chosen.settings, tables, threads, keep)
     if lengths is not None:  # reported per channel of the image given
         lengths[:, :, order] = keep
     return chosen.byte() + payload, ideal
@@ -122,4 +128,5 @@ def decode(payload: bytes, shape: tuple[int, int, int], settings: EngineSettings
 
     _map(one, list(zip(parts, chunks)), threads)
     # the channels back in the image's order (a fancy index on the last axis is not C-contiguous)
-    return np.ascontiguousarray(image[:, :, np.argsort(choice.permutation(shape[2]))])
+    image = np.ascontiguousarray(image[:, :, np.argsort(choice.permutation(shape[2]))])
+    return colour.to_rgb(image) if choice.ycc else image

@@ -33,14 +33,14 @@ from trainer.engine.models import apm, counters, mixer
 from trainer.engine.models.contexts import APM_CONTEXTS, MIXER_SETS, MIXER_SETS2, NODES
 from trainer.engine.tables import cum, find
 
-# one stripe's adaptive state: counters (models x CTX_SIZE), mixer weights, APM maps, the inputs
+# one stripe's adaptive state: counters (models x 2**bits), mixer weights, APM maps, the inputs
 State = namedtuple("State", "counters weights apm x")
 
 
 @numba.njit(cache=True, nogil=True)
-def new_state(channels, n_contexts):
+def new_state(channels, n_contexts, counter_bits):
     n_inputs = n_contexts + 3  # the logistic, the counters, a second logistic, a bias
-    return State(counters.new(n_contexts, counters.CTX_SIZE),
+    return State(counters.new(n_contexts, 1 << counter_bits),
                  mixer.new(channels * NODES * (MIXER_SETS + MIXER_SETS2), n_inputs),
                  apm.new(channels * APM_CONTEXTS * NODES), np.zeros(n_inputs, dtype=np.int64))
 

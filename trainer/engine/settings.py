@@ -60,13 +60,19 @@ class EngineSettings:
     channel_order: int = 0
     # 1: where a fallback comes within 3 % of the engine's stream, also WebP method 6 and JPEG-XL effort 10
     fallback_best: int = 0
+    # 1: the mixing stage also mixes hashed context models of finer neighbourhoods
+    # (trainer.engine.models.contexts.fill_more)
+    contexts: int = 0
+    # 1: where every pixel is one a JPEG decoder makes from integer Y, Cb, Cr (trainer.engine.colour),
+    # the encoder also tries coding those planes instead of R, G, B (the payload's first byte records it)
+    colour: int = 0
 
     def __post_init__(self):
         limits = {"lms_shift": (1, 20), "weight_sets": (1, 8), "ols": (0, 2), "ols_interval": (1, 64),
                   "ols_decay_shift": (4, 20), "ols_ridge": (1, 10000),
                   "energy_channel": (0, 16), "energy_best": (0, 64), "energy_far": (0, 64),
                   "blend_far": (0, 1), "parity": (0, 2), "scale_mix": (0, 4), "fallback_webp": (0, 1),
-                  "fallback_jxl": (0, 10), "mix": (0, 1), "mix_lr": (1, 256), "mix_limit": (1, 1023), "ols_wide": (0, 1), "channel_order": (0, 1), "fallback_best": (0, 1),
+                  "fallback_jxl": (0, 10), "mix": (0, 1), "mix_lr": (1, 256), "mix_limit": (1, 1023), "ols_wide": (0, 1), "channel_order": (0, 1), "fallback_best": (0, 1), "contexts": (0, 1), "colour": (0, 1),
                   "scale_adapt_shift": (1, 12), "scale_init": (1, 256), "intensity_bits": (0, 6),
                   "scale_step": (0, 16), "scale_search_shift": (1, 16), "stripe_rows": (0, 1 << 20)}
         for name, (low, high) in limits.items():
@@ -108,9 +114,10 @@ class Choice:
     """One way the encoder may code an image: settings with each "auto" resolved, a channel order."""
     settings: EngineSettings
     order: int = 0
+    ycc: bool = False  # the first three channels coded as JPEG's Y, Cb, Cr (trainer.engine.colour)
 
     def byte(self) -> bytes:
-        return bytes([self.settings.parity | self.settings.ols << 1 | self.order << 2])
+        return bytes([self.settings.parity | self.settings.ols << 1 | self.order << 2 | self.ycc << 4])
 
     def permutation(self, channels: int) -> list[int]:
         return permutation(self.order, channels)
@@ -125,10 +132,10 @@ def permutation(order: int, channels: int) -> list[int]:
 def choice_facts(byte: int, channels: int) -> dict:
     """What a payload's first byte says the encoder chose (for `pixlm info`): the channel order as
     letters of the first three channels (R, G, B), None for an order this engine does not know."""
-    order = byte >> 2
-    names = "RGB" if channels >= 3 else "LA"[:channels]
+    order, ycc = (byte >> 2) & 3, bool(byte & 16)
+    names = ("YBR" if ycc else "RGB") if channels >= 3 else "LA"[:channels]
     known = order < len(ORDERS) and (order == 0 or channels >= 3)
-    return {"parity_contexts": bool(byte & 1), "least_squares": bool(byte & 2),
+    return {"parity_contexts": bool(byte & 1), "least_squares": bool(byte & 2), "jpeg_ycbcr": ycc,
             "channel_order": "".join(names[c] for c in permutation(order, min(channels, 3))) if known else None}
 
 

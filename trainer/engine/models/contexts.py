@@ -91,3 +91,48 @@ def select(sel, c, channels, bucket, nb, keep_w, n_minus_p, pixels, lr):
     sel[1] = (channels * MIXER_SETS + c * MIXER_SETS2 + (keep_w if c >= 1 else near(n_minus_p))) * S
     sel[2] = (c * APM_CONTEXTS + min(bucket, APM_CONTEXTS - 1)) * S
     sel[4] = lr + (lr * 3 * 16384) // (16384 + pixels)
+
+
+N_MORE = 8  # hashed context models added by the setting `contexts` = 1
+MORE_BITS = 20  # their counters per model (hashed: contexts x NODES)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def cl(d, k):
+    return max(-k, min(k, d))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def mix_hash(h, v):
+    """Fold v into hash h (multiplicative, 32 bits)."""
+    return ((h + v + 1) * 0x9E3779B1 >> 7) & 0xFFFFFFFF
+
+
+@numba.njit(cache=True, nogil=True)
+def fill_more(cx, V, res, residual, r0, r1, r2, X, c, bucket, texture, P, mu, par):
+    """N_MORE hashed contexts after the first N_CONTEXTS: finer neighbourhoods than those can index
+    (neighbours against the prediction to +-15, the earlier channels' residuals and differences
+    to +-31, the prediction's fraction), each with the channel."""
+    n, w, nw, ne = V[r1, X, c], V[r0, X - 1, c], V[r1, X - 1, c], V[r1, X + 1, c]
+    nn, ww = V[r2, X, c], V[r0, X - 2, c]
+    first = N_CONTEXTS
+    h = cx[first:]
+    h[0] = mix_hash(mix_hash(c, cl(w - P, 15)), cl(n - P, 15))
+    h[1] = mix_hash(mix_hash(mix_hash(c, cl(nw - P, 15)), cl(ne - P, 15)), par)
+    if c >= 1:
+        h[2] = mix_hash(mix_hash(c, cl(residual[c - 1] >> 2, 31)), cl(residual[c - 2] >> 2, 31) if c >= 2 else 99)
+        q = c - 1
+        h[3] = mix_hash(mix_hash(mix_hash(mix_hash(c, cl(w - V[r0, X - 1, q], 31)), cl(n - V[r1, X, q], 31)),
+                                 cl(P - V[r0, X, q], 31)), par)
+    else:
+        last = V.shape[2] - 1
+        h[2] = mix_hash(mix_hash(c, cl(res[r0, X - 1, last] >> 2, 31)), cl(res[r1, X, last] >> 2, 31))
+        h[3] = mix_hash(mix_hash(mix_hash(c, cl(ww - P, 15)), cl(nn - P, 15)), par)
+    h[4] = mix_hash(mix_hash(mix_hash(mix_hash(c, par), cl(res[r0, X - 1, c] >> 3, 15)), cl(res[r1, X, c] >> 3, 15)),
+                    bucket >> 1)
+    h[5] = mix_hash(mix_hash(mix_hash(c, mu & 15), bucket), texture & 3)
+    h[6] = mix_hash(mix_hash(mix_hash(c, P >> 3), bucket >> 1), par)
+    h[7] = mix_hash(mix_hash(mix_hash(c, cl(ww - w, 7)), cl(nn - n, 7)), cl(ne - n, 7))
+    mask = (1 << (MORE_BITS - 4)) - 1
+    for i in range(N_MORE):
+        cx[first + i] = (h[i] & mask) * NODES

@@ -6,7 +6,7 @@ decision kind (trainer.engine.mixing)."""
 import numba
 import numpy as np
 
-CTX_SIZE = 1 << 17  # counters per context model
+CTX_BITS = 17  # log2 of the counters per context model (the hashed ones: contexts.MORE_BITS)
 
 
 def make_rates() -> np.ndarray:

@@ -1,0 +1,74 @@
+"""The JPEG decoders' colour transform (trainer.engine.colour): the mapping is libjpeg's own, its
+inverse is exact on decoded JPEGs (clamped pixels too), and the encoder codes such images as Y, Cb,
+Cr planes, smaller, decoded exactly."""
+
+import io
+from dataclasses import replace
+
+import imagecodecs
+import numpy as np
+import pytest
+from PIL import Image
+
+from trainer.engine import coder, colour
+from trainer.engine.settings import PRESETS, choice_facts
+from trainer.engine.tables import make_tables
+
+TABLES = make_tables()
+
+
+def photo_like(height=96, width=128, seed=3, contrast=1.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([np.sin(x / 9 + c) * 60 + np.cos(y / 13 - c) * 50 for c in range(3)], -1)
+    noise = rng.normal(0, 6, (height, width, 3)).cumsum(1) / 4
+    return np.clip(128 + contrast * (base + noise), 0, 255).astype(np.uint8)
+
+
+def jpeg(image: np.ndarray, quality=90, subsampling=2) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, "JPEG", quality=quality, subsampling=subsampling)
+    return out.getvalue()
+
+
+CASES = [dict(quality=90, subsampling=2), dict(quality=75, subsampling=1), dict(quality=97, subsampling=0)]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("contrast", [1.0, 3.0])  # 3.0: many channels clamped at 0 or 255
+def test_the_mapping_is_libjpegs_and_its_inverse_exact(case, contrast):
+    data = jpeg(photo_like(contrast=contrast), **case)
+    rgb = imagecodecs.jpeg8_decode(data)
+    ycc = imagecodecs.jpeg8_decode(data, outcolorspace="YCBCR")  # libjpeg's own planes: an independent check
+    assert np.array_equal(colour.to_rgb(ycc), rgb)
+    found = colour.to_ycc(rgb)
+    assert found is not None and np.array_equal(colour.to_rgb(found), rgb)
+    if contrast > 1:
+        assert ((rgb == 0) | (rgb == 255)).any(axis=-1).mean() > 0.05  # the clamped preimages were searched
+
+
+def test_images_no_jpeg_decoder_made_have_no_planes():
+    assert colour.to_ycc(photo_like()) is None
+    noise = np.random.default_rng(1).integers(1, 255, (32, 32, 3)).astype(np.uint8)
+    assert colour.to_ycc(noise) is None
+
+
+@pytest.mark.parametrize("preset", ["fast", "max"])
+def test_the_encoder_codes_a_decoded_jpeg_as_its_planes(preset):
+    """Payload byte 0 bit 4 set, the stream smaller than the same bundle's without `colour`, and
+    the image decoded exactly; an alpha channel rides along."""
+    rgb = np.asarray(Image.open(io.BytesIO(jpeg(photo_like(), quality=92)))).copy()
+    alpha = np.random.default_rng(2).integers(0, 256, rgb.shape[:2] + (1,)).astype(np.uint8)
+    settings = replace(PRESETS[preset], colour=1)
+    for image in (rgb, np.concatenate([rgb, alpha], -1)):
+        payload, _ = coder.encode(image, settings, TABLES)
+        plain, _ = coder.encode(image, replace(settings, colour=0), TABLES)
+        assert payload[0] & 16 and len(payload) < 0.95 * len(plain)
+        assert choice_facts(payload[0], image.shape[2])["jpeg_ycbcr"]
+        assert np.array_equal(coder.decode(payload, image.shape, settings, TABLES), image)
+
+
+def test_other_images_code_as_before_with_colour_on():
+    image = photo_like(64, 64)
+    payload, _ = coder.encode(image, replace(PRESETS["fast"], colour=1), TABLES)
+    assert payload == coder.encode(image, PRESETS["fast"], TABLES)[0]
