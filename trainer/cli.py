@@ -1,7 +1,8 @@
 """The `pixlm` command, and the glue shared by the recipe scripts (`recipe=NAME key=value ...`).
 
 Heavy libraries (torch, transformers) are imported only once a command needs them, so `--help`
-and argument errors answer at once.
+and argument errors answer at once, and encode, decode and info with an online bundle import
+neither (`pip install .` without the `train` extra has none; tests/test_install.py checks it).
 """
 
 import logging
@@ -12,13 +13,23 @@ from trainer.config import Adaptation, RecipeError, TrainConfig, available_recip
 
 
 def user_errors() -> tuple:
-    """Errors a user can fix from the message alone: one line, no traceback."""
-    from trainer.models.pixel_lm import ModelLoadError
+    """Errors a user can fix from the message alone: one line, no traceback. An error class of a
+    module that was never imported cannot have been raised, so such modules (torch's) stay unloaded."""
     from trainer.images.files import ImageModeError
-    from trainer.tokenize.vocab import VocabError
-    from trainer.train.data import DataError
 
-    return (RecipeError, ModelLoadError, DataError, ImageModeError, VocabError, FileNotFoundError)
+    loaded = [getattr(sys.modules[name], error) for name, error in
+              (("trainer.models.pixel_lm", "ModelLoadError"), ("trainer.train.data", "DataError"),
+               ("trainer.tokenize.vocab", "VocabError")) if name in sys.modules]
+    return (RecipeError, ImageModeError, FileNotFoundError, *loaded)
+
+
+def _quiet_transformers() -> None:
+    """No "Loading weights" bars of transformers: they would bury ours (nothing where it is not installed)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
 
 
 def codec_errors() -> tuple:
@@ -69,7 +80,7 @@ def _positive(text: str) -> int:
 def output_of(args) -> Path:
     """The output named positionally or with -o (not both); by default the input's name with the
     output's suffix beside it (a file) or the input folder itself (mirrored files beside their inputs)."""
-    from trainer.codec.jobs import OUT_SUFFIXES, STD, STREAM_SUFFIX, JobError, decoded_format
+    from trainer.codec.jobs import STD, STREAM_SUFFIX, JobError, decoded_as
 
     if args.output is not None and args.output_option is not None:
         raise JobError("name the output once: positionally or with -o")
@@ -82,7 +93,7 @@ def output_of(args) -> Path:
         return args.input
     if args.command == "encode":
         return args.input.with_suffix(STREAM_SUFFIX)
-    return args.input.with_suffix(OUT_SUFFIXES[decoded_format(args.input)][0])
+    return args.input.with_suffix(decoded_as(args.input)[1][0])
 
 
 class _Coder:
@@ -94,7 +105,7 @@ class _Coder:
         self.args, self.codecs = args, {}
 
     def codec_for(self, path: Path):
-        from trainer.codec.bundle import default_bundle, find_bundle
+        from trainer.codec.bundle import Bundle, default_bundle, find_bundle, open_bundle
         from trainer.codec.registry import open_codec, stream_bundle_id
 
         args = self.args
@@ -104,6 +115,9 @@ class _Coder:
             bundle = args.bundle or find_bundle(stream_bundle_id(path))
         key = str(bundle.path if hasattr(bundle, "path") else bundle)
         if key not in self.codecs:
+            bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+            if bundle.kind == "lm":
+                _quiet_transformers()
             self.codecs[key] = open_codec(bundle, device=args.device, batch_size=args.batch_size, threads=args.threads,
                                           progress=not args.quiet, fallback=not getattr(args, "no_fallback", False))
         return self.codecs[key]
@@ -135,11 +149,12 @@ _WORKER: "_Coder | None" = None  # a --jobs worker process's coder
 
 
 def _start_worker(args, threads: int) -> None:
-    import torch
+    """A --jobs worker: its codecs code on `threads` threads (torch's for network bundles, the
+    engine's stripes for online ones; no torch is imported for the latter)."""
+    import argparse
 
     global _WORKER
-    torch.set_num_threads(threads)
-    _WORKER = _Coder(args)
+    _WORKER = _Coder(argparse.Namespace(**{**vars(args), "threads": threads}))
 
 
 def _work(src: Path, dst: Path) -> tuple[bool, str]:
@@ -238,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"pixlm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("encode", "compress an image (or every image in a folder) into .pxl"),
-                            ("decode", "decompress a .pxl file into the original's samples and format (PNG, TIFF, PNM) with its metadata")):
+                            ("decode", "decompress a .pxl file into the original's samples and format (PNG, TIFF, PNM) with its "
+                                      "metadata, or the very file it kept (a JPEG: the same .jpg bytes)")):
         cmd = commands.add_parser(name, help=help_text)
         cmd.add_argument("input", type=Path, help="a file, a folder, or - for stdin")
         cmd.add_argument("output", type=Path, nargs="?", default=None,
@@ -269,8 +285,9 @@ def main(argv: list[str] | None = None) -> int:
                              help="drop metadata (ICC profile, EXIF, XMP, text chunks, TIFF tags); pixels, "
                                   "palette and transparency are always kept")
             cmd.add_argument("--no-fallback", action="store_true",
-                             help="always keep the model's stream (default: keep lossless WebP where it is smaller, "
-                                  "as on flat synthetic images)")
+                             help="always keep the model's stream (default: keep lossless WebP or JPEG-XL where it is "
+                                  "smaller, as on flat synthetic images, and the input file's own bytes where every "
+                                  "coded stream is larger than the file, as for a JPEG)")
     export = commands.add_parser("export", help="turn a trained checkpoint (train.py's final/) into a codec bundle")
     export.add_argument("checkpoint", type=Path)
     export.add_argument("output", type=Path)
@@ -324,25 +341,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "info":
         return _info(args)
-    from transformers.utils import logging as hf_logging
-
-    from trainer.export import export_bundle
     from trainer.codec.jobs import plan
-    from trainer.train.download import download, load_manifest
 
-    hf_logging.disable_progress_bar()  # "Loading weights" bars would bury ours
-
+    if args.command not in ("encode", "decode"):  # encode/decode: where an LM bundle loads (_Coder)
+        _quiet_transformers()
     if args.command == "bench":
         from trainer.bench.run import command as bench
 
-        return bench(args, argv)
+        try:
+            return bench(args, argv)
+        except ModuleNotFoundError as err:  # the bench still sets torch's threads
+            if (err.name or "").split(".")[0] != "torch":
+                raise
+            print("pixlm: error: pixlm bench needs torch for now: pip install 'pixlm[train]'", file=sys.stderr)
+            return 2
     try:
         if args.command == "download":
+            from trainer.train.download import download, load_manifest
+
             manifest = load_manifest(args.manifest)
             paths = download(manifest, args.dest, progress=lambda p: print(f"verified {p}", file=sys.stderr))
             print(f"{len(paths)} files in {args.dest}, all sha256-verified")
         elif args.command == "export":
             from trainer.codec.bundle import model_kind
+            from trainer.export import export_bundle
 
             block = args.adapt_block
             if block is None:

@@ -11,9 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
 from trainer.paths import resource
 
 RECIPES_DIR = resource("recipes")
@@ -229,6 +226,9 @@ def load_recipe(name: str, overrides: list[str] = (), schema: type | None = None
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise RecipeError(f"override '{item}' is not key=value")
+    from omegaconf import OmegaConf  # the training extra; the codec reads only the dataclasses here
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
         recipe = OmegaConf.load(path)
         if schema is None:
@@ -280,6 +280,8 @@ def check_values(cfg, prefix: str = "") -> None:
 
 
 def to_yaml(cfg) -> str:
+    from omegaconf import OmegaConf
+
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
@@ -293,6 +295,8 @@ def flat_dict(cfg) -> dict[str, Any]:
                 walk(v, f"{prefix}{k}.")
         else:
             out[prefix[:-1]] = value if isinstance(value, (int, float, str, bool)) else str(value)
+
+    from omegaconf import OmegaConf
 
     walk(OmegaConf.to_container(OmegaConf.structured(cfg)), "")
     return out

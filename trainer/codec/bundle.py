@@ -16,6 +16,7 @@ checks every file against the manifest: a missing, changed or unlisted file is r
 """
 
 import hashlib
+import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -38,6 +39,11 @@ MANIFEST_FILE = "manifest.json"
 # Bundles no longer shipped, and the last release whose checkout decodes their streams (CHANGELOG.md).
 RETIRED = {"5947162444b1abad": ("pixlm-context-v1", "0.2.0"), "8d65ad6d188049a5": ("pixlm-context-v2", "0.2.0"),
            "ac0fef9bd38b1c7b": ("pixlm-context-v4", "0.2.0")}
+# The modules each bundle kind's codec needs beyond the codec's own (numpy, numba, Pillow,
+# imagecodecs): network bundles run torch, and come with `pip install 'pixlm[train]'`.
+KIND_MODULES = {"online": (), "context": ("torch", "constriction"), "lm": ("torch", "transformers", "constriction")}
+TRAIN_EXTRA = "pip install 'pixlm[train]'"
+CONTEXT_MODEL_TYPE = "pixlm-context"  # config.json model_type of a ContextModel (trainer.models.context.MODEL_TYPE)
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "pixel_head.safetensors",
                "pixel_vocab.json", "prompt.json", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "chat_template.jinja", "recipe.yaml", "metrics.json")
@@ -57,7 +63,15 @@ class Bundle:
     adaptation: "Adaptation | None" = None  # context bundles: online per-image adaptation while coding
     engine: "EngineSettings | None" = None  # online bundles: the engine's settings
 
+    def require(self) -> None:
+        """BundleError in one line where a module this bundle's codec runs is not installed (network
+        bundles need torch: the `train` extra)."""
+        missing = [name for name in KIND_MODULES.get(self.kind, ()) if not _installed(name)]
+        if missing:
+            raise BundleError(f"bundle {self.path.name} needs {', '.join(missing)}: {TRAIN_EXTRA}")
+
     def load_model(self):
+        self.require()
         if self.kind == "online":
             from trainer.engine.tables import load_tables
 
@@ -85,6 +99,14 @@ class Bundle:
         return PixelLM.from_pretrained(self.path, attn_implementation="eager").eval()
 
 
+def _installed(module: str) -> bool:
+    """Whether a module can be imported, found without importing it (torch takes seconds)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _file_hashes(folder: Path) -> dict[str, str]:
     return {p.relative_to(folder).as_posix(): sha256_of(p)
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST_FILE}
@@ -104,8 +126,6 @@ def write_manifest(folder: Path) -> str:
 def model_kind(folder: Path) -> str:
     """"online" for an online-engine bundle (codec.json kind), "context" for a ContextModel folder
     (config.json model_type pixlm-context), else "lm"."""
-    from trainer.models.context import MODEL_TYPE
-
     try:
         if json.loads((Path(folder) / CODEC_FILE).read_text()).get("kind") == "online":
             return "online"
@@ -115,7 +135,7 @@ def model_kind(folder: Path) -> str:
         model_type = json.loads((Path(folder) / "config.json").read_text()).get("model_type")
     except (OSError, ValueError):
         return "lm"
-    return "context" if model_type == MODEL_TYPE else "lm"
+    return "context" if model_type == CONTEXT_MODEL_TYPE else "lm"
 
 
 def open_bundle(folder: Path) -> Bundle:

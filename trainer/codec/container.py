@@ -34,6 +34,7 @@ MAGIC = b"PXLM"
 VERSION = 2  # 2: context streams may name an adapting numeric mode (layout unchanged from 1)
 FALLBACK_VERSION = 3  # 3: the payload is the fallback codec's (same layout): older readers refuse it
 READABLE = (1, 2, 3)
+ALL_VERSIONS = (*READABLE, 4, 5)  # with the envelope's (trainer.codec.envelope): what a refusal names
 MAX_SUBPIXELS = 1 << 32  # a bound checked before anything is allocated (4 GiB of pixels)
 MAX_SIDE = 1 << 20
 _FIXED = struct.Struct("<IIBHHBIQI")  # width, height, channels, patch h, patch w, precision, pixel crc, payload len, payload crc
@@ -82,7 +83,7 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
         raise FormatError("truncated header")
     if data[4] not in READABLE:
         raise FormatError(f"format version {data[4]} is not supported (this pixlm reads versions "
-                          f"{', '.join(map(str, READABLE))}; a newer pixlm decodes it)")
+                          f"{', '.join(map(str, ALL_VERSIONS))}; a newer pixlm decodes it)")
     pos = 21
     try:
         texts = []

@@ -4,7 +4,7 @@ loaded and no payload decoded, like `jxlinfo`. Every header and its CRCs are che
 import json
 from pathlib import Path
 
-from trainer.codec import envelope
+from trainer.codec import envelope, keep
 from trainer.codec.bundle import RETIRED, bundle_folder
 from trainer.codec.container import unpack
 from trainer.engine.settings import choice_facts
@@ -33,12 +33,21 @@ def _bundle_of(bundle_id: bytes) -> dict:
 
 def stream_info(data: bytes) -> dict:
     """A dict of the stream's facts; FormatError (one line) for anything that is not a valid header."""
-    if envelope.is_envelope(data):
+    if keep.is_kept(data):
+        env = envelope.unpack(data)
+        kept = keep.facts(env)
+        out = {"format_version": data[4], "bundle_id_bytes": env.bundle_id, "representation": envelope.NAMES[env.representation],
+               "numeric_mode": None, "width": env.width, "height": env.height, "channels": env.channels,
+               "mode": MODE_NAMES.get(env.channels, "?"), "depth": env.depth, "file_format": kept["format"],
+               "layout": None, "metadata": [], "payload_bytes": len(env.parts[0]), "precision": None,
+               "kept_file": kept}
+        model_payload = b""
+    elif envelope.is_envelope(data):
         env = envelope.unpack(data)
         entries = dict(env.entries)
         fmt = json.loads(entries.get(b"FMT ", b"{}") or b"{}")
         inner, model_payload = unpack(env.parts[0]) if env.representation != envelope.JXL else (None, b"")
-        out = {"format_version": envelope.VERSION, "bundle_id_bytes": env.bundle_id,
+        out = {"format_version": data[4], "bundle_id_bytes": env.bundle_id,
                "representation": envelope.NAMES[env.representation],
                "numeric_mode": inner.numeric_mode if inner else "jpegxl-lossless",
                "width": env.width, "height": env.height, "channels": env.channels,
@@ -55,6 +64,7 @@ def stream_info(data: bytes) -> dict:
                "mode": header.mode, "depth": 8,
                "file_format": "png", "layout": header.mode, "metadata": [], "payload_bytes": len(model_payload),
                "precision": header.precision}
+    out.setdefault("kept_file", None)  # version 5: format, suffixes, size and coder of the file kept whole
     # the online engine's choices for this image: its payload's first byte
     out["engine_choices"] = choice_facts(model_payload[0], out["channels"]) if out["numeric_mode"] == "online-v1" and model_payload else None
     subpixels = out["width"] * out["height"] * out["channels"]
@@ -66,6 +76,16 @@ def stream_info(data: bytes) -> dict:
 def describe(path: Path, facts: dict) -> str:
     """`pixlm info`'s text: one fact a line."""
     name = facts["bundle_name"] or "unknown bundle"
+    kept = facts.get("kept_file")
+    if kept:
+        return "\n".join([
+            f"{path}: pixlm stream, format version {facts['format_version']} (file: the input file's own bytes)",
+            f"  image:     {facts['width']}x{facts['height']}, {facts['mode']}, {facts['depth']} bits per sample, "
+            f"a {kept['format'].upper()} file written back as it was ({', '.join(kept['suffixes'])})",
+            f"  bundle:    {name} (id {facts['bundle_id']}) wrote it; no model decodes it",
+            f"  kept:      {kept['size']:,} bytes, {kept['coder']}; metadata as in the file",
+            f"  size:      {facts['file_bytes']:,} bytes (payload {facts['payload_bytes']:,}), "
+            + (f"{facts['bpsp']:.4f} bits per subpixel" if facts["bpsp"] is not None else "")])
     lines = [f"{path}: pixlm stream, format version {facts['format_version']} ({facts['representation']})",
              f"  image:     {facts['width']}x{facts['height']}, {facts['mode']}, {facts['depth']} bits per sample"
              + (f", written back as {facts['file_format']}" if facts.get("file_format") else ""),

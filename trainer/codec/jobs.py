@@ -12,7 +12,7 @@ from trainer.errors import PixlmError
 
 STD = Path("-")  # stdin as an input, stdout as an output
 STREAM_SUFFIX = ".pxl"
-IMAGE_OUT_SUFFIX = ".png"  # decoded images: PNG, unless the stream holds a TIFF or PNM (version 4)
+IMAGE_OUT_SUFFIX = ".png"  # decoded images: PNG, unless the stream holds a TIFF or PNM (version 4) or a file (5)
 # a decoded file's format -> suffixes its output may have (the first is the default)
 OUT_SUFFIXES = {"png": (".png",), "tiff": (".tif", ".tiff"), "pgm": (".pgm", ".pnm"), "ppm": (".ppm", ".pnm")}
 
@@ -25,26 +25,36 @@ def _is_folder_target(path: Path) -> bool:
     return path.is_dir() or str(path).endswith(("/", "\\"))
 
 
-def decoded_format(stream: Path) -> str:
-    """The file format a stream decodes to: png, tiff, pgm or ppm (png for any file it cannot tell:
-    decoding it then says what is wrong)."""
+def decoded_as(stream: Path) -> tuple[str, tuple[str, ...]]:
+    """(file format, the suffixes its output may have, the first the default) of what a stream decodes
+    to: png, tiff, pgm or ppm, or a kept file's own format and suffixes (version 5: `.jpg` for a
+    JPEG); png for any file it cannot tell (decoding it then says what is wrong)."""
+    from trainer.codec import keep
     from trainer.codec.envelope import is_envelope, unpack
 
     try:
         with open(stream, "rb") as f:
             head = f.read(5)
             if not is_envelope(head + b"\0"):
-                return "png"
+                return "png", OUT_SUFFIXES["png"]
             f.seek(0)
-            entries = unpack(f.read()).entries
+            env = unpack(f.read())
+        if keep.is_kept(head + b"\0"):
+            facts = keep.facts(env)
+            return facts["format"], tuple(facts["suffixes"])
         import json
 
-        fmt = json.loads(entries[0][1])
-        if fmt["format"] == "pnm":
-            return "pgm" if fmt["layout"] == "L" else "ppm"
-        return fmt["format"] if fmt["format"] in OUT_SUFFIXES else "png"
+        fmt = json.loads(env.entries[0][1])
+        kind = ("pgm" if fmt["layout"] == "L" else "ppm") if fmt["format"] == "pnm" else fmt["format"]
+        kind = kind if kind in OUT_SUFFIXES else "png"
+        return kind, OUT_SUFFIXES[kind]
     except Exception:  # noqa: BLE001 - the decoder reports a bad stream with its reason
-        return "png"
+        return "png", OUT_SUFFIXES["png"]
+
+
+def decoded_format(stream: Path) -> str:
+    """The file format a stream decodes to (decoded_as)."""
+    return decoded_as(stream)[0]
 
 
 def plan(command: str, source: Path, out: Path, force: bool) -> list[tuple[Path, Path]]:
@@ -52,7 +62,7 @@ def plan(command: str, source: Path, out: Path, force: bool) -> list[tuple[Path,
     from trainer.images.files import image_files
 
     def suffix(path: Path) -> str:
-        return STREAM_SUFFIX if command == "encode" else OUT_SUFFIXES[decoded_format(path)][0]
+        return STREAM_SUFFIX if command == "encode" else decoded_as(path)[1][0]
 
     if out == STD and source.is_dir():
         raise JobError("a folder cannot be written to stdout; name an output folder")
@@ -77,10 +87,10 @@ def plan(command: str, source: Path, out: Path, force: bool) -> list[tuple[Path,
         else:
             target = out
             if command == "decode":
-                kind = decoded_format(source)
-                if out.suffix.lower() not in OUT_SUFFIXES[kind]:
+                kind, allowed = decoded_as(source)
+                if out.suffix.lower() not in {s.lower() for s in allowed}:
                     raise JobError(f"{out}: {source} decodes to {kind.upper()}; name the output "
-                                   + " or ".join(OUT_SUFFIXES[kind]))
+                                   + " or ".join(dict.fromkeys(s.lower() for s in allowed)))
             if not out.parent.is_dir():
                 raise JobError(f"{out.parent}: no such folder")
         pairs = [(source, target)]

@@ -21,7 +21,8 @@ class OnlineCodec(StreamCodec):
     def __init__(self, bundle, batch_size: int | None = None, threads: int | None = None, progress: bool = True,
                  fallback: bool = True):
         """`batch_size` and `progress` are accepted and ignored (an image takes a second or so);
-        `threads`: stripes coded at once (None: torch's thread setting, as for every codec)."""
+        `threads`: stripes coded at once (None: `trainer.cpu.get_threads()`: torch's setting where torch
+        is loaded, as for every codec, else every CPU; no torch is imported)."""
         super().__init__(bundle, progress, fallback)
         self.settings: EngineSettings = self.bundle.engine
         self.numeric_mode = "online-v1"  # integer arithmetic, and float64 least squares in a fixed order
@@ -31,10 +32,11 @@ class OnlineCodec(StreamCodec):
 
     @property
     def cores(self) -> int:
-        """Threads coding stripes at once: the given count, else torch's setting (the bench's)."""
-        import torch
+        """Threads coding stripes at once: the given count, else torch's setting where torch is loaded
+        (the bench's), else every CPU this process may use."""
+        from trainer.cpu import get_threads
 
-        return self.threads or torch.get_num_threads()
+        return self.threads or get_threads()
 
     def _fallbacks(self, model: bool = True) -> list:
         from functools import partial

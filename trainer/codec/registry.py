@@ -10,6 +10,7 @@ def open_codec(bundle, device: str = "cpu", **kwargs):
     """The codec a bundle needs: `PatchCodec` for LM bundles (on the CPU or a CUDA GPU), `WavefrontCodec`
     for context students (CPU), `OnlineCodec` for the online engine (CPU)."""
     bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+    bundle.require()  # network bundles: torch installed, or one line naming the extra
     if bundle.kind == "online":
         from trainer.codec.online import OnlineCodec
 

@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from trainer.codec import envelope, fallback
+from trainer.codec import envelope, fallback, keep
 from trainer.codec import samples as samples_codec
 from trainer.codec.bundle import Bundle, open_bundle
 from trainer.codec.container import Header, pack, unpack
-from trainer.codec.entropy import Decoder, Encoder
+from trainer.cpu import flush_denormals
 from trainer.images.files import write_file
-from trainer.images.picture import Picture, picture_bytes, plain_picture, read_picture, sample_bytes
+from trainer.images.picture import (Picture, picture_bytes, picture_of_bytes, plain_picture, read_picture,
+                                    sample_bytes)
 from trainer.tokenize.pixels import MODES
 from trainer.errors import PixlmError
 
@@ -46,7 +46,8 @@ class Report:
     # subpixel under the integer tables actually coded, at its pixel position (header/flush not included)
     bits: np.ndarray | None = field(default=None, repr=False, compare=False)
     depth: int = 8  # bits per sample of the image (bpsp counts bits per sample at this depth)
-    representation: str = "model"  # model, webp-lossless, jpegxl-lossless, or (version 4) planes / split16 / jxl
+    # model, webp-lossless, jpegxl-lossless, (version 4) planes / split16 / jxl, (version 5) file
+    representation: str = "model"
     notes: list = field(default_factory=list)  # what the input held that the stream does not carry
 
     @property
@@ -66,7 +67,9 @@ class Report:
         line = f"{self.path}: {self.width}x{self.height}x{self.channels}{depth}, {self.file_bytes} bytes, {self.bpsp:.4f} bpsp"
         if self.model_bpsp is not None:
             line += f" (ideal code length {self.model_bpsp:.4f} bpsp, overhead {100 * self.overhead:.2f}%)"
-        if self.representation not in ("model", *fallback.MODES):
+        if self.representation == envelope.NAMES[envelope.FILE]:
+            pass  # the note says why the file's own bytes were kept
+        elif self.representation not in ("model", *fallback.MODES):
             line += f", coded as {self.representation}"
         elif self.fallback:
             line += f", {self.representation}: smaller than the model's stream"
@@ -79,10 +82,13 @@ class Report:
 @contextmanager
 def torch_threads(count: int | None):
     """Run the block on `count` torch threads (None: leave the caller's setting), then restore it.
-    The one place a codec sets threads: encode and decode run inside it."""
+    The one place a codec sets threads: encode and decode run inside it (network codecs only: the
+    online codec imports no torch and gives its threads to the engine)."""
     if count is None:
         yield
         return
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
@@ -115,7 +121,7 @@ class StreamCodec:
     def __init__(self, bundle: Bundle | str | Path, progress: bool = True, fallback: bool = True):
         self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         self.fallback = fallback
-        torch.set_flush_denormal(True)  # part of the numeric mode: both sides must agree
+        flush_denormals()  # part of the numeric mode: both sides must agree (torch's setting, without torch)
         self.model = self.bundle.load_model()
         self.progress = progress
         self.timing = {}
@@ -144,7 +150,12 @@ class StreamCodec:
         """`encode` into memory: (the .pxl bytes, what was measured)."""
         start = time.perf_counter()
         self.timing = {}
-        picture = read_picture(source)
+        original = None  # the input file's own bytes, where the source is a file
+        if isinstance(source, (str, Path)) and Path(source).is_file():
+            original = Path(source).read_bytes()
+            picture = picture_of_bytes(original, str(source))
+        else:
+            picture = read_picture(source)
         if strip:
             picture = picture.stripped()
         if picture.plain:  # an 8-bit image and nothing else: a version 2/3 stream
@@ -154,11 +165,21 @@ class StreamCodec:
             data, ideal_bits, representation = self._envelope(picture)
             fell_back = representation == envelope.NAMES[envelope.JXL] or any(m in representation for m in fallback.MODES)
             bits = None
+        notes = list(picture.notes)
+        if original is not None and self.fallback and not strip and len(data) > len(original):
+            kept = self._timed("keep", keep.pack, self.short_id, original, picture, Path(source).suffix)
+            if len(kept) < len(data):
+                coder = keep.CODERS_SAID[envelope.unpack(kept).low]
+                notes = [f"kept the file's own bytes{coder}: the coded stream was larger ({len(data):,} bytes)"]
+                data, representation, fell_back = kept, envelope.NAMES[envelope.FILE], True
+                ideal_bits, bits = None, None  # no model's code in the stream
+        if original is not None and len(data) > len(original):
+            notes.append(f"{len(data) - len(original):,} bytes larger than the input file ({len(original):,} bytes)")
         seconds = time.perf_counter() - start
         return data, Report("", picture.width, picture.height, picture.channels, len(data), seconds,
                             model_bpsp=ideal_bits / picture.samples.size if ideal_bits is not None else None,
                             fallback=fell_back, timing=self._breakdown(seconds), bits=bits, depth=picture.depth,
-                            representation=representation, notes=picture.notes)
+                            representation=representation, notes=notes)
 
     def _stream(self, image: np.ndarray, bits_map: bool = False, model: bool = True):
         """(version 2/3 stream, ideal code length in bits or None, fallback used, bits map) of an 8-bit
@@ -229,20 +250,45 @@ class StreamCodec:
         for version 2/3 streams, the original's format (PNG, TIFF, PNM) with its metadata for version 4."""
         start = time.perf_counter()
         data = Path(in_path).read_bytes()
-        picture = self.decode_picture(data)
+        self.timing = {}
+        original = self._kept_file(data)
+        picture = self.decode_picture(data) if original is None else self._kept_picture(original)
         if out_path is not None:
-            write_file(out_path, picture_bytes(picture))
+            write_file(out_path, picture_bytes(picture) if original is None else original)
         seconds = time.perf_counter() - start
         height, width, channels = picture.samples.shape
+        notes = [] if original is None else [f"wrote back the file's own bytes (a {keep.facts(envelope.unpack(data))['format'].upper()} "
+                                             f"file of {len(original):,} bytes)"]
         return picture.samples, Report(str(in_path), width, height, channels, len(data), seconds,
-                                       timing=self._breakdown(seconds), depth=picture.depth)
+                                       timing=self._breakdown(seconds), depth=picture.depth,
+                                       representation="model" if original is None else envelope.NAMES[envelope.FILE],
+                                       notes=notes)
 
     def decode_picture(self, data: bytes) -> Picture:
         """The picture of .pxl bytes: samples at full depth with the original's format and metadata."""
         self.timing = {}
+        original = self._kept_file(data)
+        if original is not None:
+            return self._kept_picture(original)
         if envelope.is_envelope(data):
             return self._open_envelope(data)
         return plain_picture(self._decode_stream(data))
+
+    @staticmethod
+    def _kept_file(data: bytes) -> bytes | None:
+        """The input file's own bytes where `data` is a version 5 stream (checked), else None. No bundle
+        is needed: the stream's bundle id only says which encoder wrote it."""
+        if not keep.is_kept(data):
+            return None
+        return keep.file_bytes(envelope.unpack(data))
+
+    @staticmethod
+    def _kept_picture(original: bytes) -> Picture:
+        """The picture of a kept file's bytes (its samples: what `decode` returns)."""
+        try:
+            return picture_of_bytes(original, "the kept file")
+        except PixlmError as err:
+            raise CodecError(f"the kept file does not read as an image here ({err})") from None
 
     def _decode_stream(self, data: bytes) -> np.ndarray:
         """The pixels of a version 1-3 stream, every check passed (the pixel CRC last)."""
@@ -294,12 +340,16 @@ class StreamCodec:
     def _code(self, image: np.ndarray, bits: np.ndarray | None) -> tuple[bytes, float]:
         """(payload, ideal code length in bits) of the model's stream of an 8-bit image: the model's
         tables through constriction's range coder (a codec with its own coder overrides this)."""
+        from trainer.codec.entropy import Encoder  # constriction and torch: network codecs only
+
         encoder = Encoder(self.bundle.precision)
         with torch_threads(self.threads):
             ideal_bits = self._encode_symbols(image, encoder, bits)
         return encoder.finish(), ideal_bits
 
     def _decode_payload(self, header: Header, payload: bytes) -> np.ndarray:
+        from trainer.codec.entropy import Decoder
+
         with torch_threads(self.threads):
             return self._decode_symbols(header, Decoder(payload, header.precision))
 

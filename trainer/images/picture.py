@@ -159,6 +159,13 @@ def read_picture(source) -> Picture:
         data = Path(source).read_bytes()
     except IsADirectoryError:
         raise ImageModeError(f"{name}: is a folder") from None
+    return picture_of_bytes(data, name)
+
+
+def picture_of_bytes(data: bytes, name: str = "image") -> Picture:
+    """The Picture of an image file's bytes (`name` says which file in a refusal)."""
+    from PIL import Image
+
     if not data:
         raise ImageModeError(f"{name}: empty file")
     try:

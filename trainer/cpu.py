@@ -1,0 +1,81 @@
+"""The CPU settings a coding run shares, with or without torch installed: how many threads it
+uses, and denormals flushed to zero.
+
+The codec of online bundles imports no torch (`pip install .` without extras has none), yet it
+must run exactly as it did beside torch: its threads follow torch's setting where torch is loaded
+(the bench and the toolkit set it), and denormals are flushed as `torch.set_flush_denormal(True)`
+flushes them (SSE's FTZ and DAZ bits; AArch64's FZ bit), set here through the C library's
+floating-point environment. New threads inherit the setting from the thread that starts them.
+"""
+
+import os
+import platform
+import sys
+
+_threads: int | None = None  # set_threads' value; None: torch's setting where loaded, else the CPUs
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def get_threads() -> int:
+    """Threads a coding run uses when none is given: the last `set_threads`, else torch's setting
+    where torch is loaded, else every CPU this process may run on."""
+    if _threads is not None:
+        return _threads
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.get_num_threads()
+    return available_cpus()
+
+
+def set_threads(count: int) -> None:
+    """Threads of the coding runs that follow (torch's too, where torch is loaded)."""
+    global _threads
+    _threads = int(count)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(_threads)
+
+
+# fenv_t of glibc: where the flush-to-zero bits lie (byte offset of a 32-bit field, bits to set)
+_FENV = {"x86_64": (32, 28, 0x8040), "amd64": (32, 28, 0x8040),  # MXCSR: FTZ (bit 15) and DAZ (bit 6)
+         "aarch64": (8, 0, 1 << 24), "arm64": (8, 0, 1 << 24)}  # FPCR: FZ (bit 24)
+
+
+def _flush_by_libc() -> bool:
+    import ctypes
+    import ctypes.util
+    import struct
+
+    layout = _FENV.get(platform.machine().lower())
+    if layout is None or not sys.platform.startswith("linux"):
+        return False
+    size, offset, bits = layout
+    try:
+        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        env = ctypes.create_string_buffer(size)
+        if libm.fegetenv(env) != 0:
+            return False
+        raw = bytearray(env.raw)
+        struct.pack_into("<I", raw, offset, struct.unpack_from("<I", raw, offset)[0] | bits)
+        return libm.fesetenv(ctypes.create_string_buffer(bytes(raw), size)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def flush_denormals() -> None:
+    """Flush denormals to zero on this thread, as `torch.set_flush_denormal(True)` does (part of the
+    numeric modes: encoder and decoder must agree). Without torch on a platform the C library route
+    does not know, nothing changes."""
+    if "torch" in sys.modules or not _flush_by_libc():
+        try:
+            import torch
+        except ImportError:
+            return
+        torch.set_flush_denormal(True)
