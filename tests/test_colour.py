@@ -4,6 +4,7 @@ Cr planes, smaller, decoded exactly."""
 
 import io
 from dataclasses import replace
+from pathlib import Path
 
 import imagecodecs
 import numpy as np
@@ -72,3 +73,23 @@ def test_other_images_code_as_before_with_colour_on():
     image = photo_like(64, 64)
     payload, _ = coder.encode(image, replace(PRESETS["fast"], colour=1), TABLES)
     assert payload == coder.encode(image, PRESETS["fast"], TABLES)[0]
+
+
+@pytest.mark.parametrize("preset", ["fast", "max"])
+def test_golden_jpeg_streams_decode_and_reencode_to_the_same_bytes(preset, tmp_path):
+    """tests/expected/astronaut-64x40-jpeg.png (the astronaut crop through Pillow's JPEG at quality
+    85, decoded) and its streams: pinned, so the colour path cannot change unseen; `pixlm info`
+    names the planes."""
+    from trainer.codec.info import stream_info
+    from trainer.codec.registry import open_codec
+
+    expected = Path(__file__).parent / "expected"
+    golden = expected / f"astronaut-64x40-jpeg.online-{preset}.pxl"
+    codec = open_codec(Path(__file__).parents[1] / "checkpoints" / f"pixlm-online-{preset}", progress=False,
+                       fallback=False)
+    codec.decode(golden, tmp_path / "back.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "back.png")),
+                          np.asarray(Image.open(expected / "astronaut-64x40-jpeg.png")))
+    codec.encode(expected / "astronaut-64x40-jpeg.png", tmp_path / "again.pxl")
+    assert (tmp_path / "again.pxl").read_bytes() == golden.read_bytes()
+    assert stream_info(golden.read_bytes())["engine_choices"]["jpeg_ycbcr"]

@@ -201,7 +201,7 @@ def test_a_channel_order_codes_the_image_as_its_permutation(order, channels, mon
     permuted = np.ascontiguousarray(image[..., permutation])
     coded = {}
     for name, picture, pick in (("ordered", image, order), ("permuted", permuted, 0)):
-        monkeypatch.setattr(coder, "choose", lambda im, s, t, threads=None, pick=pick: coder.Choice(replace(s, parity=1), pick))
+        monkeypatch.setattr(coder, "choose", lambda im, ycc, s, t, threads=None, pick=pick: coder.Choice(replace(s, parity=1), pick))
         lengths = np.zeros(image.shape, np.float32)
         coded[name] = coder.encode(picture, PRESETS["max"], TABLES, lengths=lengths)[0], lengths
     (payload, lengths), (payload_permuted, lengths_permuted) = coded["ordered"], coded["permuted"]
@@ -359,12 +359,13 @@ def test_golden_streams_decode_on_every_cpu_level_and_thread_count(level, bundle
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
 
 
-@pytest.mark.parametrize("version, unset", [("0.3", ("mix", "ols_wide", "channel_order")), ("0.4", ("channel_order",))])
+@pytest.mark.parametrize("version, unset", [("0.3", ("mix", "ols_wide", "channel_order")), ("0.4", ("channel_order",)),
+                                            ("0.5", ("colour",))])
 def test_payloads_of_earlier_engines_still_decode(version, unset):
     """Payloads made by earlier engines (tests/expected/engine-VERSION: 0.3, before the mixing
     stage, made at commit 936c741: LMS with parity contexts, least squares, the encoder's choice;
     0.4, before the encoder's choice of channel order, made at b2e3230: the fast and max presets
-    of then) decode to the image with today's kernels under the same settings (later stages at
+    of then; 0.5, before the JPEG colour transform, the presets of 4c2152c) decode to the image with today's kernels under the same settings (later stages at
     their defaults, off) and re-encode to the same bytes: later stages are settings, never silent
     changes of the old path."""
     image = np.asarray(Image.open(EXPECTED / "astronaut-64x40.png").convert("RGB"))

@@ -183,6 +183,8 @@ def export_online(out: Path, preset: str = "fast", overrides: dict | None = None
         + "and a range coder, all compiled (trainer/engine). "
         + ("The encoder chooses the order of the first three channels (the one that codes the image's "
            "middle rows smallest). " if settings.channel_order else "")
+        + ("An image a JPEG decoder made (every pixel on libjpeg's integer YCbCr-to-RGB lattice) is coded "
+           "as its Y, Cb, Cr planes (trainer/engine/colour.py). " if settings.colour else "")
         + "It adapts to every image while coding and stores "
         "nothing but the coded values." + (f" The encoder also tries {' and '.join(fallbacks)} and keeps the "
                                            "smallest stream." if fallbacks else "")

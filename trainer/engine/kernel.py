@@ -67,12 +67,7 @@ def new_models(width, channels, t, p):
     sets = channels * p.weight_sets * n_parity
     return Models(rows.new(width, channels, K), lms.new(sets, NU), least_squares.new(sets, NUR),
                   scale.new(channels, t.edges, 1 << p.intensity_bits, n_parity, p.scale_init),
-                  mixing.new_state(channels, n_contexts(p), CTX_BITS if p.contexts == 0 else contexts.MORE_BITS))
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def n_contexts(p):
-    return contexts.N_CONTEXTS + (contexts.N_MORE if p.contexts else 0)
+                  mixing.new_state(channels, contexts.N_CONTEXTS, CTX_BITS))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -84,7 +79,7 @@ def code_stripe(image, y0, y1, t, io, p, lengths):
     width, channels = image.shape[1], image.shape[2]
     md = new_models(width, channels, t, p)
     sc = Scratch(np.zeros(K, dtype=np.int64), np.zeros(NUR, dtype=np.int64), np.zeros(channels, dtype=np.int64),
-                 np.zeros(n_contexts(p), dtype=np.int64), np.array([0, 0, 0, p.mix_limit, p.mix_lr], dtype=np.int64))
+                 np.zeros(contexts.N_CONTEXTS, dtype=np.int64), np.array([0, 0, 0, p.mix_limit, p.mix_lr], dtype=np.int64))
     pixels, ideal = 0, 0
     for y in range(y0, y1):
         r0, r1, r2 = rows.rows_at(y - y0)
@@ -123,8 +118,6 @@ def code_subpixel(image, y, x, c, r0, r1, r2, pixels, md, sc, t, io, p):
         mu2 = max(0, min(255 << SH, by_lms if p.ols > 0 else base))  # under the least squares the LMS's, else the blend
         contexts.fill(sc.cx, V, md.rows.res, sc.residual, r0, r1, r2, X, c, bucket, nb, gradient, texture, keep_w, keep_n,
                       P, mu, mu2, sc.preds[14 if c >= 1 else 2], par)
-        if p.contexts:
-            contexts.fill_more(sc.cx, V, md.rows.res, sc.residual, r0, r1, r2, X, c, bucket, texture, P, mu, par)
         contexts.select(sc.sel, c, V.shape[2], bucket, nb, keep_w, V[r1, X, c] - P, pixels, p.mix_lr)
         v, bits = mixing.code_value(md.mix, v, P, table, offset, mu, mu2, sc.cx, sc.sel, STRETCH, RATES, t.code_length,
                                     io.decode, io.enc, io.out, io.dec, io.data)

@@ -60,9 +60,6 @@ class EngineSettings:
     channel_order: int = 0
     # 1: where a fallback comes within 3 % of the engine's stream, also WebP method 6 and JPEG-XL effort 10
     fallback_best: int = 0
-    # 1: the mixing stage also mixes hashed context models of finer neighbourhoods
-    # (trainer.engine.models.contexts.fill_more)
-    contexts: int = 0
     # 1: where every pixel is one a JPEG decoder makes from integer Y, Cb, Cr (trainer.engine.colour),
     # the encoder also tries coding those planes instead of R, G, B (the payload's first byte records it)
     colour: int = 0
@@ -72,7 +69,7 @@ class EngineSettings:
                   "ols_decay_shift": (4, 20), "ols_ridge": (1, 10000),
                   "energy_channel": (0, 16), "energy_best": (0, 64), "energy_far": (0, 64),
                   "blend_far": (0, 1), "parity": (0, 2), "scale_mix": (0, 4), "fallback_webp": (0, 1),
-                  "fallback_jxl": (0, 10), "mix": (0, 1), "mix_lr": (1, 256), "mix_limit": (1, 1023), "ols_wide": (0, 1), "channel_order": (0, 1), "fallback_best": (0, 1), "contexts": (0, 1), "colour": (0, 1),
+                  "fallback_jxl": (0, 10), "mix": (0, 1), "mix_lr": (1, 256), "mix_limit": (1, 1023), "ols_wide": (0, 1), "channel_order": (0, 1), "fallback_best": (0, 1), "colour": (0, 1),
                   "scale_adapt_shift": (1, 12), "scale_init": (1, 256), "intensity_bits": (0, 6),
                   "scale_step": (0, 16), "scale_search_shift": (1, 16), "stripe_rows": (0, 1 << 20)}
         for name, (low, high) in limits.items():
@@ -131,12 +128,14 @@ def permutation(order: int, channels: int) -> list[int]:
 
 def choice_facts(byte: int, channels: int) -> dict:
     """What a payload's first byte says the encoder chose (for `pixlm info`): the channel order as
-    letters of the first three channels (R, G, B), None for an order this engine does not know."""
+    letters of the first three channels (R, G, B; as JPEG's planes "Y,Cb,Cr"), None for an order this
+    engine does not know."""
     order, ycc = (byte >> 2) & 3, bool(byte & 16)
-    names = ("YBR" if ycc else "RGB") if channels >= 3 else "LA"[:channels]
+    names = (("Y", "Cb", "Cr") if ycc else ("R", "G", "B")) if channels >= 3 else ("L", "A")[:channels]
     known = order < len(ORDERS) and (order == 0 or channels >= 3)
     return {"parity_contexts": bool(byte & 1), "least_squares": bool(byte & 2), "jpeg_ycbcr": ycc,
-            "channel_order": "".join(names[c] for c in permutation(order, min(channels, 3))) if known else None}
+            "channel_order": ("," if ycc else "").join(names[c] for c in permutation(order, min(channels, 3)))
+            if known else None}
 
 
 # fast tries JPEG-XL at effort 2 (far faster than the engine: insurance for synthetic images,
@@ -145,7 +144,9 @@ def choice_facts(byte: int, channels: int) -> dict:
 # benchmarks/studies/flat_study.py: WebP 0.168 bpsp, JPEG-XL e9 0.222; never on Kodak's photos). max always runs the wide least squares (the
 # encoder's choice of LMS instead no longer paid: camera crops +0.05 %), the LMS beside them; its
 # encoder also chooses the channel order (fast's would fall under 1 M subpixels/s encode), and its
-# stripes are 1024 rows (a stripe's fresh start cost 768-row crops 0.17 % at 512).
-PRESETS = {"fast": EngineSettings(mix=1, fallback_webp=0, fallback_jxl=2, fallback_best=1),
+# stripes are 1024 rows (a stripe's fresh start cost 768-row crops 0.17 % at 512). Both code a
+# decoded JPEG as its Y, Cb, Cr planes (`colour`: the first 11 camera crops -19 % with max;
+# benchmarks/EXPERIMENTS.md).
+PRESETS = {"fast": EngineSettings(mix=1, fallback_webp=0, fallback_jxl=2, fallback_best=1, colour=1),
            "max": EngineSettings(ols=1, mix=1, ols_wide=1, channel_order=1, stripe_rows=1024, fallback_webp=0,
-                                 fallback_jxl=9, fallback_best=1)}
+                                 fallback_jxl=9, fallback_best=1, colour=1)}
