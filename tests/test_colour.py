@@ -93,3 +93,20 @@ def test_golden_jpeg_streams_decode_and_reencode_to_the_same_bytes(preset, tmp_p
     codec.encode(expected / "astronaut-64x40-jpeg.png", tmp_path / "again.pxl")
     assert (tmp_path / "again.pxl").read_bytes() == golden.read_bytes()
     assert stream_info(golden.read_bytes())["engine_choices"]["jpeg_ycbcr"]
+
+
+@pytest.mark.parametrize("preset", ["fast", "max"])
+def test_streams_of_the_previous_bundles_still_decode(preset, tmp_path):
+    """A re-exported bundle has a new id; the previous one stays under checkpoints/previous, so an
+    archive's streams made before (tests/expected/previous: the golden streams of 4c2152c) decode
+    through the CLI, finding their bundle by the id in the file."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[1]
+    stream = root / "tests" / "expected" / "previous" / f"astronaut-64x40.online-{preset}-2026-12-06.pxl"
+    run = subprocess.run([sys.executable, "-m", "trainer.cli", "decode", str(stream), str(tmp_path / "back.png")],
+                         cwd=root, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "back.png")),
+                          np.asarray(Image.open(root / "tests" / "expected" / "astronaut-64x40.png").convert("RGB")))
