@@ -430,3 +430,20 @@ def test_the_codec_codes_on_torchs_thread_setting_unless_told(bundles, monkeypat
     finally:
         torch.set_num_threads(before)
     assert seen == [1, 2, 3]
+
+
+def test_the_engine_stays_small_units_with_settings_by_name():
+    """Issue 32's bar for the kernel: no function of trainer/engine over 80 lines, and the kernel
+    reads settings by name from a record whose fields are EngineSettings' own (no index to drift)."""
+    import ast
+    from dataclasses import fields
+
+    from trainer.engine.settings import Params
+
+    for path in sorted((ROOT / "trainer" / "engine").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                assert node.end_lineno - node.lineno < 80, f"{path.name}: {node.name}"
+    assert Params._fields == tuple(f.name for f in fields(EngineSettings))
+    params = PRESETS["max"].as_params()
+    assert all(getattr(params, f.name) == getattr(PRESETS["max"], f.name) for f in fields(EngineSettings))

@@ -37,12 +37,15 @@ def _map(fn, items, threads: int | None):
 SAMPLE_ROWS = 64  # rows the encoder codes every way it may choose, to choose
 
 
-def choices(settings: EngineSettings, channels: int, ycc: bool = True) -> list[Choice]:
-    """The ways the encoder may pick from: each "2" (auto) of `ols` and `parity` tried both ways,
-    with `channel_order` each of `ORDERS`, with `colour` (and `ycc`: the image has Y, Cb, Cr
-    planes) the first three channels as Y, Cb, Cr too (images of 3 or more channels)."""
+def choices(settings: EngineSettings, channels: int, ycc: bool | None = None) -> list[Choice]:
+    """The ways to code an image: each "2" (auto) of `ols` and `parity` both ways, with
+    `channel_order` each of `ORDERS`, with `colour` (images of 3 or more channels) the first three
+    channels as R, G, B or as Y, Cb, Cr: the decoder's list (`ycc` None) has both, the encoder's
+    only the planes where the image has them (`ycc` True), else only R, G, B."""
     orders = range(len(ORDERS)) if settings.channel_order and channels >= 3 else (0,)
-    spaces = (False, True) if settings.colour and channels >= 3 and ycc else (False,)
+    # an image with planes is coded as them (the lattice alone is worth ~2 bits a pixel); the
+    # decoder accepts either
+    spaces = ((False, True) if ycc is None else (ycc,)) if settings.colour and channels >= 3 else (False,)
     return [Choice(replace(settings, ols=ols, parity=parity), order, space)
             for ols in ((0, 1) if settings.ols == 2 else (settings.ols,))
             for parity in ((0, 1) if settings.parity == 2 else (settings.parity,))

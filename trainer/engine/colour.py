@@ -108,3 +108,18 @@ def to_ycc(image: np.ndarray) -> np.ndarray | None:
     the image exactly, or None if some pixel is on no JPEG decoder's lattice."""
     out = image.copy()
     return out if _to_ycc(image, out, CR_R, CB_B, CR_G, CB_G) else None
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_near(image, cr_r, cb_b, cr_g, cb_g):
+    found = 0
+    for i in range(image.shape[0]):
+        for j in range(image.shape[1]):
+            R, G, B = np.int64(image[i, j, 0]), np.int64(image[i, j, 1]), np.int64(image[i, j, 2])
+            found += _near(R, G, B, cr_r, cb_b, cr_g, cb_g)[0] >= 0
+    return found
+
+
+def lattice_fraction(image: np.ndarray) -> float:
+    """The share of pixels with an unclamped preimage (a decoded JPEG: ~1; any other image: ~1/4.2)."""
+    return _count_near(image, CR_R, CB_B, CR_G, CB_G) / (image.shape[0] * image.shape[1])
