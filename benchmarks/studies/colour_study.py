@@ -1,9 +1,9 @@
 """Which images a JPEG decoder made: per set, the share of pixels on libjpeg's integer YCbCr-to-RGB
 lattice (trainer.engine.colour), the images whose every pixel maps back (those the engine codes as
-Y, Cb, Cr planes), and what the engine spends per channel in each space.
+Y, Cb, Cr planes), and for those what `max` spends per channel in each space (bits per pixel).
 
     python benchmarks/studies/colour_study.py --set camera=../shared/data/camera --set \
-        photos=../shared/data/photos --limit 12 --out benchmarks/results/colour_study.json
+        photos=../shared/data/photos --limit 6 --out benchmarks/results/colour_study.json
 """
 
 import argparse
@@ -42,14 +42,12 @@ def main() -> None:
         for path in image_files(Path(folder))[:args.limit]:
             image = np.ascontiguousarray(load_image(path)[..., :3])
             ycc = colour.to_ycc(image)
-            row = {"image": path.name, "lattice_fraction": colour.lattice_fraction(image), "planes": ycc is not None,
-                   "rgb_bits": channel_bits(image, tables)}
-            if ycc is not None:
-                row["ycc_bits"] = channel_bits(ycc, tables)
+            row = {"image": path.name, "lattice_fraction": colour.lattice_fraction(image), "planes": ycc is not None}
+            if ycc is not None:  # what each channel costs in either space
+                row["rgb_bits"], row["ycc_bits"] = channel_bits(image, tables), channel_bits(ycc, tables)
             rows.append(row)
-            print(name, row["image"], f"{row['lattice_fraction']:.4f}", "planes" if ycc is not None else "-",
-                  " ".join(f"{b:.3f}" for b in row["rgb_bits"]),
-                  "| Y Cb Cr " + " ".join(f"{b:.3f}" for b in row["ycc_bits"]) if ycc is not None else "", flush=True)
+            print(name, row["image"], f"{row['lattice_fraction']:.4f}",
+                  f"R G B {row['rgb_bits']} | Y Cb Cr {row['ycc_bits']}" if ycc is not None else "-", flush=True)
         summary = {"images": len(rows), "with_planes": sum(r["planes"] for r in rows),
                    "lattice_fraction_mean": float(np.mean([r["lattice_fraction"] for r in rows])),
                    "rgb_bits_per_pixel": float(np.mean([sum(r["rgb_bits"]) for r in rows if r["planes"]] or [0])),
