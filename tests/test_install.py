@@ -94,6 +94,25 @@ assert api.decode(api.encode(image[:9, :7], bundle="pixlm-online-fast")).tobytes
 buffer = io.BytesIO()
 Image.fromarray(image).save(buffer, "PXL", bundle="pixlm-online-fast")
 assert np.array_equal(np.asarray(Image.open(io.BytesIO(buffer.getvalue()))), image)
+# a JPEG file comes back byte for byte (Lepton / JPEG-XL, no model)
+Image.fromarray(image).save(work / "photo.jpg", quality=90)
+assert cli.main(["encode", str(work / "photo.jpg"), str(work / "photo.pxl"), "--quiet"]) == 0
+assert cli.main(["decode", str(work / "photo.pxl"), str(work / "back.jpg"), "--quiet"]) == 0
+assert (work / "back.jpg").read_bytes() == (work / "photo.jpg").read_bytes()
+# pixlm bench: an online bundle, a baseline and a --files run (threads through trainer.cpu, no torch)
+(work / "set").mkdir()
+Image.fromarray(image).save(work / "set" / "a.png")
+fast = str(Path(sys.argv[5]) / "pixlm-online-fast")
+assert cli.main(["bench", "--data", str(work / "set"), "--bundle", fast, "--baselines", "png", "--threads", "1",
+                 "--out", str(work / "bench"), "--quiet"]) == 0
+totals = json.loads((work / "bench" / "report.json").read_text())["sets"][0]["codecs"]
+assert totals["pixlm-online-fast"]["decodes_exact"] == totals["png"]["decodes_exact"] == 1, totals
+(work / "jpegs").mkdir()
+(work / "jpegs" / "photo.jpg").write_bytes((work / "photo.jpg").read_bytes())
+assert cli.main(["bench", "--files", "--data", str(work / "jpegs"), "--bundle", fast, "--threads", "1",
+                 "--out", str(work / "bench-files"), "--quiet"]) == 0
+totals = json.loads((work / "bench-files" / "report.json").read_text())["sets"][0]["codecs"]
+assert totals["pixlm-online-fast"]["decodes_exact"] == 1, totals
 loaded = sorted(name for name in sys.modules if name.split(".")[0] in BLOCKED)
 assert not loaded, loaded
 # a network bundle: one line naming the extra, exit code 2, nothing written
@@ -104,10 +123,10 @@ print("ok")
 
 
 def test_the_online_codec_imports_no_training_stack(tmp_path):
-    """Issue 34: encode, decode, info, the API and the Pillow plugin with the online bundles run with
-    torch and the rest of the training stack unimportable, and load none of it; the golden streams
-    decode and re-encode to the same bytes there. A network bundle's stream is refused in one line
-    that names the extra."""
+    """Issue 34: encode, decode, info, the API, the Pillow plugin and `pixlm bench` (pixels and
+    --files) with the online bundles run with torch and the rest of the training stack unimportable,
+    and load none of it; the golden streams decode and re-encode to the same bytes there, a JPEG file
+    comes back byte for byte. A network bundle's stream is refused in one line that names the extra."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("PYTHONPATH", None)
     run = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH, ",".join(TRAINING_STACK), str(EXPECTED),

@@ -97,7 +97,7 @@ def decode_file(source, out, bundle: str | Path | None = None, *, threads: int |
         raise CodecError(f"{out} exists (pass force=True to replace it)")
     data = Path(source).read_bytes()
     codec = _decoder(data, bundle, threads)
-    _, report = codec.decode(source, out)
+    _, report = codec.decode(source, out, samples=False)
     return report
 
 

@@ -138,7 +138,7 @@ class _Coder:
             if self.args.command == "encode":
                 summary = codec.encode(src, target, strip=self.args.strip).summary("encode")
             else:
-                summary = codec.decode(src, target)[1].summary("decode")
+                summary = codec.decode(src, target, samples=False)[1].summary("decode")
             if dst == STD:
                 sys.stdout.buffer.write(target.read_bytes())
                 sys.stdout.buffer.flush()
@@ -350,10 +350,11 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             return bench(args, argv)
-        except ModuleNotFoundError as err:  # the bench still sets torch's threads
+        except ModuleNotFoundError as err:  # only several processes (torchrun: WORLD_SIZE > 1) meet through torch
             if (err.name or "").split(".")[0] != "torch":
                 raise
-            print("pixlm: error: pixlm bench needs torch for now: pip install 'pixlm[train]'", file=sys.stderr)
+            print("pixlm: error: pixlm bench in several processes (WORLD_SIZE > 1) needs torch: "
+                  "pip install 'pixlm[train]'", file=sys.stderr)
             return 2
     try:
         if args.command == "download":

@@ -34,13 +34,19 @@ def get_threads() -> int:
     return available_cpus()
 
 
-def set_threads(count: int) -> None:
-    """Threads of the coding runs that follow (torch's too, where torch is loaded)."""
+def set_threads(count: int | None) -> None:
+    """Threads of the coding runs that follow (torch's too, where torch is loaded); None: back to
+    the default (torch's setting where loaded, else every CPU)."""
     global _threads
-    _threads = int(count)
+    _threads = None if count is None else int(count)
     torch = sys.modules.get("torch")
-    if torch is not None:
+    if torch is not None and _threads is not None:
         torch.set_num_threads(_threads)
+
+
+def threads_setting() -> int | None:
+    """What `set_threads` was last given (None: the default), so a caller can put it back."""
+    return _threads
 
 
 # fenv_t of glibc: where the flush-to-zero bits lie (byte offset of a 32-bit field, bits to set)

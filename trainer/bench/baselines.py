@@ -14,6 +14,14 @@ Each baseline turns an (H, W, C) uint8 array into the bytes of a real file and b
   coded as its own JPEG-LS image; the file is the plane count, each codestream's length (4 bytes)
   and the codestreams. `jpegls` (not in the defaults): CharLS on the interleaved pixels, no transform.
 
+File baselines (`pixlm bench --files`: a JPEG set, each file restored byte for byte): each turns a
+file's bytes into its own format and back, compared byte for byte with the file:
+
+- lepton: Lepton (lepton-jpeg-python, the Rust port of Dropbox's Lepton), the library's defaults
+  (several partitions where the image is tall enough, each decoded on its own thread)
+- jpegxl-jpeg: libjxl's lossless JPEG transcoding (imagecodecs' jpegxl_encode_jpeg, as `cjxl` does it
+  to a JPEG input), restored by `jpegxl_decode_jpeg` (as `djxl` to a .jpg)
+
 Every codec but WebP takes 16-bit samples too (a 16-bit set: `pixlm bench --baselines png,jpegxl-e9`).
 Gray (L) and gray+alpha (LA) images go to WebP as RGB / RGBA with the gray value copied into R, G
 and B (WebP has no gray mode); the decoded channels must all equal the gray value. The decoded array
@@ -172,7 +180,69 @@ DEFAULT_BASELINES = ("png", "webp", "jpegxl-e7", "jpegxl-e9", "jpegxl-e10", "jpe
 REFERENCE = "jpegxl-e9"  # decode speeds are reported as a ratio to this codec's, measured in the same run
 
 
-def get_baselines(names: str | list[str], paq8px: str | None = None, skipped: list[str] | None = None) -> list:
+# -- file baselines (--files) -------------------------------------------------------------------
+def _lepton_module():
+    try:
+        import lepton_jpeg_python
+    except ImportError:
+        return None
+    return lepton_jpeg_python
+
+
+@dataclass(frozen=True)
+class FileCodec:
+    """A lossless recompressor of files: a file's bytes in, its own bytes out, the same file back."""
+    name: str
+    description: str
+    threaded: bool
+    _encode: Callable
+    _decode: Callable
+    files = True  # the bench gives it the file's bytes, not the pixels
+
+    def encode(self, data: bytes, threads: int = 1) -> bytes:
+        return bytes(self._encode(data, threads))
+
+    def decode(self, data: bytes, threads: int = 1) -> bytes:
+        return bytes(self._decode(data, threads))
+
+
+FILE_BASELINES = {
+    "lepton": FileCodec("lepton", "Lepton (lepton-jpeg-python, its defaults: several partitions on their own threads)",
+                        True, lambda d, t: _lepton_module().compress_bytes(d),
+                        lambda d, t: _lepton_module().decompress_bytes(d)),
+    "jpegxl-jpeg": FileCodec("jpegxl-jpeg", "JPEG-XL lossless JPEG transcoding (libjxl through imagecodecs, as cjxl / djxl)",
+                             True, lambda d, t: _imagecodecs().jpegxl_encode_jpeg(d, numthreads=t),
+                             lambda d, t: _imagecodecs().jpegxl_decode_jpeg(d, numthreads=t)),
+}
+DEFAULT_FILE_BASELINES = ("lepton", "jpegxl-jpeg")
+FILE_REFERENCE = "lepton"  # --files: speeds as a ratio to Lepton's
+
+
+def get_file_baselines(names: str | list[str] | None, skipped: list[str] | None = None) -> list:
+    """File baselines by name (None: the defaults); unknown names and pixel baselines: BaselineError.
+    Lepton where lepton-jpeg-python is not installed: left out with one line in `skipped`."""
+    if names is None:
+        names = list(DEFAULT_FILE_BASELINES)
+    elif isinstance(names, str):
+        names = [] if names.strip().lower() in ("", "none") else [n.strip() for n in names.split(",")]
+    unknown = [n for n in names if n not in FILE_BASELINES]
+    if unknown:
+        raise BaselineError(f"--files: {', '.join(map(repr, unknown))} cannot code a file byte for byte; "
+                            f"file baselines: {', '.join(FILE_BASELINES)}")
+    out = []
+    for name in dict.fromkeys(names):
+        if name == "lepton" and _lepton_module() is None:
+            line = "lepton: skipped: lepton-jpeg-python is not installed (pip install lepton-jpeg-python)"
+            if skipped is not None and line not in skipped:
+                skipped.append(line)
+            continue
+        if name == "jpegxl-jpeg":
+            _imagecodecs()
+        out.append(FILE_BASELINES[name])
+    return out
+
+
+def get_baselines(names: str | list[str] | None, paq8px: str | None = None, skipped: list[str] | None = None) -> list:
     """Baselines by name ('png,webp' or a list); '' or 'none' gives none. Unknown names: BaselineError.
 
     `paq8px` / `paq8px-N` run the paq8px program given by `paq8px` (a path), else $PIXLM_PAQ8PX, else
@@ -181,9 +251,14 @@ def get_baselines(names: str | list[str], paq8px: str | None = None, skipped: li
     """
     from trainer.bench import paq8px as external
 
+    if names is None:
+        names = list(DEFAULT_BASELINES)
     if isinstance(names, str):
         names = [] if names.strip().lower() in ("", "none") else [n.strip() for n in names.split(",")]
     unknown = [n for n in names if n not in BASELINES and external.level_of(n) is None]
+    if any(n in FILE_BASELINES for n in unknown):
+        raise BaselineError(f"{', '.join(n for n in unknown if n in FILE_BASELINES)}: a file baseline "
+                            "(it codes a JPEG file, not pixels): add --files")
     if unknown:
         raise BaselineError(f"unknown baseline {', '.join(map(repr, unknown))}; known: {', '.join(BASELINES)}, "
                             f"{external.NAME} (level {external.DEFAULT_LEVEL}; {external.NAME}-N: level N, "
@@ -208,6 +283,12 @@ def get_baselines(names: str | list[str], paq8px: str | None = None, skipped: li
 
 def library_versions() -> dict:
     out = {"pillow": Image.__version__}
+    try:
+        from importlib import metadata
+
+        out["lepton-jpeg-python"] = metadata.version("lepton-jpeg-python")
+    except Exception:  # noqa: BLE001 - not installed
+        pass
     try:
         import imagecodecs
 

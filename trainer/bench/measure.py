@@ -73,14 +73,14 @@ def error_line(err: BaseException) -> str:
 
 def bench_bundle(entry: dict, array: np.ndarray, stream: Path, threads: int, variants: list[dict],
                  memory: PeakMemory, bits_map: bool, hooks: dict) -> tuple[dict, np.ndarray | None]:
-    import torch
+    from trainer.cpu import set_threads  # torch's threads too, where a network bundle loaded torch
 
     rec = {"decodes_tried": 0, "decodes_exact": 0}
     if entry.get("codec") is None:
         rec["error"] = f"bundle did not load: {entry['load_error']}"
         return rec, None
     codec = entry["codec"]
-    torch.set_num_threads(threads)
+    set_threads(threads)
     stream.parent.mkdir(parents=True, exist_ok=True)
     try:
         mem = memory.start()
@@ -100,7 +100,7 @@ def bench_bundle(entry: dict, array: np.ndarray, stream: Path, threads: int, var
         {"threads": v.get("threads", threads), "batch": v.get("batch", default_batch)} for v in variants]
     rec["variants"] = []
     for i, run in enumerate(runs):
-        torch.set_num_threads(run["threads"])
+        set_threads(run["threads"])
         if default_batch is not None:
             codec.batch_size = run["batch"]
         out = dict(run)
@@ -118,7 +118,7 @@ def bench_bundle(entry: dict, array: np.ndarray, stream: Path, threads: int, var
         finally:
             if default_batch is not None:
                 codec.batch_size = default_batch
-            torch.set_num_threads(threads)
+            set_threads(threads)
         rec["decodes_tried"] += 1
         rec["decodes_exact"] += out["exact"]
         if i == 0:
@@ -170,3 +170,92 @@ def bench_baseline(baseline, array: np.ndarray, threads: int, memory: PeakMemory
         rec["error"] = f"decode: {error_line(err)}"
     return rec
 
+
+
+# -- --files: each input coded as a file and restored byte for byte (a JPEG set) --------------------
+def bench_bundle_file(entry: dict, path: Path, original: bytes, stream: Path, threads: int, variants: list[dict],
+                      memory: PeakMemory) -> dict:
+    """A bundle on one input file (`pixlm encode photo.jpg`, `pixlm decode photo.pxl`): the stream's
+    size and representation (jpeg, file, ...) and coder, every decode's file compared byte for byte
+    with the input (decode variants: threads only). A failure is a result."""
+    from trainer.codec.info import stream_info
+    from trainer.cpu import set_threads
+
+    rec = {"decodes_tried": 0, "decodes_exact": 0}
+    if entry.get("codec") is None:
+        rec["error"] = f"bundle did not load: {entry['load_error']}"
+        return rec
+    codec = entry["codec"]
+    set_threads(threads)
+    stream.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mem = memory.start()
+        report = codec.encode(path, stream)
+        rec.update(encode_seconds=report.seconds, encode_memory=memory.peak(mem))
+        rec["bytes"] = stream.stat().st_size
+        rec["representation"] = report.representation  # jpeg (recoded), file (kept whole), or a pixel stream
+        kept = stream_info(stream.read_bytes()).get("kept_file")
+        rec["coder"] = kept["coder"] if kept else None  # lepton, jpegxl; stored, zlib, lzma, zlib+jpeg-tables
+    except Exception as err:  # noqa: BLE001 - any failure is a result
+        rec["error"] = f"encode: {error_line(err)}"
+        return rec
+    back = stream.with_name(f".{stream.stem}.back")
+    rec["variants"] = []
+    for i, run_threads in enumerate([threads] + [v.get("threads", threads) for v in variants]):
+        set_threads(run_threads)
+        out = {"threads": run_threads}
+        try:
+            mem = memory.start()
+            _, decoded = codec.decode(stream, back, samples=False)
+            out["seconds"] = decoded.seconds
+            out["exact"] = back.read_bytes() == original
+            if i == 0:
+                rec["decode_memory"] = memory.peak(mem)
+            if not out["exact"]:
+                out["error"] = "the decoded file differs from the input file"
+        except Exception as err:  # noqa: BLE001
+            out["exact"], out["error"] = False, error_line(err)
+        finally:
+            back.unlink(missing_ok=True)
+            set_threads(threads)
+        rec["decodes_tried"] += 1
+        rec["decodes_exact"] += out["exact"]
+        if i == 0:
+            rec["decode_seconds"] = out.get("seconds")
+            if not out["exact"]:
+                rec["error"] = f"decode: {out['error']}"
+        else:
+            rec["variants"].append(out)
+    if rec["decodes_exact"] < rec["decodes_tried"] and "error" not in rec:
+        bad = next(v for v in rec["variants"] if not v["exact"])
+        rec["error"] = f"decode variant threads={bad['threads']}: {bad['error']}"
+    return rec
+
+
+def bench_file_baseline(baseline, original: bytes, threads: int, memory: PeakMemory) -> dict:
+    """A file recompressor (Lepton, JPEG-XL's JPEG transcoding) on one file's bytes, its decode
+    compared byte for byte with the file."""
+    rec = {"decodes_tried": 1, "decodes_exact": 0}
+    try:
+        mem = memory.start()
+        start = time.perf_counter()
+        data = baseline.encode(original, threads)
+        rec["encode_seconds"] = time.perf_counter() - start
+        rec["encode_memory"] = memory.peak(mem)
+        rec["bytes"] = len(data)
+    except Exception as err:  # noqa: BLE001
+        rec["error"] = f"encode: {error_line(err)}"
+        return rec
+    try:
+        mem = memory.start()
+        start = time.perf_counter()
+        back = baseline.decode(data, threads)
+        rec["decode_seconds"] = time.perf_counter() - start
+        rec["decode_memory"] = memory.peak(mem)
+        if back == original:
+            rec["decodes_exact"] = 1
+        else:
+            rec["error"] = f"decode: the decoded file differs from the input file ({len(back):,} of {len(original):,} bytes)"
+    except Exception as err:  # noqa: BLE001
+        rec["error"] = f"decode: {error_line(err)}"
+    return rec

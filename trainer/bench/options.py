@@ -10,13 +10,17 @@ class BenchError(ValueError):
 
 
 def add_parser(commands) -> None:
-    from trainer.bench.baselines import DEFAULT_BASELINES
+    from trainer.bench.baselines import DEFAULT_BASELINES, DEFAULT_FILE_BASELINES
 
     cmd = commands.add_parser("bench", help="bpsp and speed of bundles vs PNG/WebP/JPEG-XL/JPEG 2000/JPEG-LS")
     cmd.add_argument("--data", type=Path, action="append", required=True, help="image folder (a set); repeatable")
     cmd.add_argument("--bundle", type=Path, action="append", default=[], help="codec bundle folder; repeatable")
-    cmd.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),
-                     help=f"comma-separated, or 'none' (default {','.join(DEFAULT_BASELINES)})")
+    cmd.add_argument("--baselines", default=None,
+                     help=f"comma-separated, or 'none' (default {','.join(DEFAULT_BASELINES)}; with --files "
+                          f"{','.join(DEFAULT_FILE_BASELINES)})")
+    cmd.add_argument("--files", action="store_true",
+                     help="code each file as a file, restored byte for byte (a JPEG set): bundles encode the file "
+                          "itself, baselines are lossless JPEG recompressors; sizes also against the input files")
     cmd.add_argument("--paq8px", default=None, metavar="PATH",
                      help="the paq8px program for the paq8px / paq8px-N baselines (default: $PIXLM_PAQ8PX, "
                           "else paq8px on PATH; ../shared/tools/paq8px/build.sh builds one)")
@@ -25,7 +29,8 @@ def add_parser(commands) -> None:
     cmd.add_argument("--crop", default=None, help="center crop WxH of every image (smaller images stay whole)")
     cmd.add_argument("--resume", action="store_true", help="keep REPORT_DIR/results.jsonl and skip its pairs")
     cmd.add_argument("--threads", type=int, default=None,
-                     help="CPU threads for every codec (default: torch's current count)")
+                     help="CPU threads for every codec (default: trainer.cpu's: torch's count where "
+                          "torch is loaded, else every CPU)")
     cmd.add_argument("--batch-size", type=int, default=256, help="bundle patches per model call")
     cmd.add_argument("--decode-variants", default=None,
                      help="repeat each bundle decode, e.g. 'threads=1,2;batch=1,64' (all combinations)")

@@ -42,7 +42,7 @@ def write_markdown(report: dict, out: Path) -> Path:
     cfg, ref = report["config"], report["reference_codec"]
     lines = ["# pixlm bench", "",
              f"Created {report['created']} on {report['machine']['cpu']} ({report['machine']['cpu_count']} CPUs), "
-             f"torch {report['machine']['torch']}; {cfg['threads']} thread(s) per codec, {cfg['world_size']} process(es)"
+             f"torch {report['machine']['torch'] or 'not installed'}; {cfg['threads']} thread(s) per codec, {cfg['world_size']} process(es)"
              + (f", center crop {cfg['crop']}" if cfg["crop"] else "") + (f", first {cfg['limit']} images per set"
                                                                           if cfg["limit"] else "") + ".", "",
              "bpsp = 8 x file bytes / subpixels (every byte of each file; per set: total bits / total subpixels). "
@@ -54,21 +54,33 @@ def write_markdown(report: dict, out: Path) -> Path:
              + (" A baseline run as its own program (" + ", ".join(c["name"] for c in report["codecs"] if c.get("program"))
                 + "): its child process's peak RSS is added to both, and its times include writing its input file "
                 "and starting it." if any(c.get("program") for c in report["codecs"]) else ""), ""]
+    files = bool(cfg.get("files"))
+    if files:
+        lines += ["Files (--files): each input file is coded as a file and must come back byte for byte "
+                  "(exact: decoded files equal to the input / decodes tried); bundles encode the file itself "
+                  "(a JPEG: its coefficients recoded, `pixlm encode photo.jpg`), baselines are lossless JPEG "
+                  "recompressors. 'vs files': total bytes against the input files' total (negative: smaller).", ""]
+        lines += [f"- {c['name']}: {c['description']}" for c in report["codecs"] if c.get("description")]
     lines += [f"- {c['name']}: {c['description']}" for c in report["codecs"] if c.get("program")]
     lines += [f"- skipped: {line}" for line in cfg.get("skipped") or []]
     if lines[-1] != "":
         lines.append("")
     for s in report["sets"]:
+        sizes = "| bytes | vs files | bpsp" if files else "| bpsp | model bpsp | overhead"
         lines += [f"## {s['name']} ({s['images_done']}/{s['images']} images, {s['path']})", "",
-                  "| codec | ok | bpsp | model bpsp | overhead | encode s | decode s | encode sp/s | decode sp/s "
+                  f"| codec | ok {sizes} | encode s | decode s | encode sp/s | decode sp/s "
                   f"| vs {ref} (enc / dec) | exact | enc peak MB | dec peak MB |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for name, t in s["codecs"].items():
             mem = lambda k: (f"{t[f'{k}_peak_rss_mb']:.0f} (+{t[f'{k}_peak_rss_delta_mb']:.0f})"  # noqa: E731
                              if t[f"{k}_peak_rss_mb"] is not None else "–")
+            if files:
+                sized = (f"| {t['bytes']:,} | {_percent(t.get('ratio'))} | {_f(t['bpsp'], 4)} ")
+            else:
+                sized = (f"| {_f(t['bpsp'], 4)} | {_f(t.get('model_bpsp'), 4)} "
+                         f"| {_f(100 * t['overhead'], 2, ' %') if t.get('overhead') is not None else '–'} ")
             lines.append(
-                f"| {name} | {t['images_ok']}/{t['images_tried']} | {_f(t['bpsp'], 4)} | {_f(t.get('model_bpsp'), 4)} "
-                f"| {_f(100 * t['overhead'], 2, ' %') if t.get('overhead') is not None else '–'} "
+                f"| {name} | {t['images_ok']}/{t['images_tried']} {sized}"
                 f"| {_f(t['encode_seconds'], 2)} | {_f(t['decode_seconds'], 2)} | {format_speed(t['encode_subpixels_per_s'])} "
                 f"| {format_speed(t['decode_subpixels_per_s'])} | {_ratio(t.get('encode_speed_vs_ref'))} / "
                 f"{_ratio(t['decode_speed_vs_ref'])} "
@@ -93,16 +105,24 @@ def write_markdown(report: dict, out: Path) -> Path:
                              f"| {_money(c['decode_compute_usd'])} "
                              f"| {'reference' if name == ref else _reads(c.get('break_even_reads'))} "
                              f"| {'reference' if name == ref else _reads(c.get('break_even_months'))} |")
-        lines += ["", "Per image (bpsp; ✗ = failed):", "",
-                  "| image | " + " | ".join(s["codecs"]) + " |", "| --- |" + " --- |" * len(s["codecs"])]
+        per = "bytes, against the input file; ✗ = failed" if files else "bpsp; ✗ = failed"
+        lines += ["", f"Per image ({per}):", "",
+                  "| image | " + ("input bytes | " if files else "") + " | ".join(s["codecs"]) + " |",
+                  "| --- |" + " --- |" * (len(s["codecs"]) + files)]
         by_image = {}
         for r in report["images"]:
             if r["set"] == s["name"]:
                 by_image.setdefault(r["image"], {})[r["codec"]] = r
         for image, recs in by_image.items():
-            cells = [("✗" if not recs[n].get("ok") else f"{recs[n]['bpsp']:.4f}"
-                      + _coded_as(recs[n])) if n in recs else "–"
-                     for n in s["codecs"]]
+            if files:
+                cells = [("✗" if not recs[n].get("ok") else f"{recs[n]['bytes']:,} ({_percent(recs[n].get('ratio'))})"
+                          + _coded_as(recs[n])) if n in recs else "–" for n in s["codecs"]]
+                size = next((r["input_bytes"] for r in recs.values() if "input_bytes" in r), None)
+                cells = [f"{size:,}" if size is not None else "–"] + cells
+            else:
+                cells = [("✗" if not recs[n].get("ok") else f"{recs[n]['bpsp']:.4f}"
+                          + _coded_as(recs[n])) if n in recs else "–"
+                         for n in s["codecs"]]
             lines.append(f"| {image} | " + " | ".join(cells) + " |")
         if (out / f"heatmap_{s['name']}.png").is_file():
             lines += ["", f"![bits per pixel]({'heatmap_' + s['name']}.png)"]
@@ -177,8 +197,15 @@ def write_plots(report: dict, out: Path) -> list[Path]:
     return written
 
 
+def _percent(ratio) -> str:
+    """A size against the input file's, as a change: 0.78 -> '-22.0 %'."""
+    return "–" if ratio is None else f"{100 * (ratio - 1):+.1f} %"
+
+
 def _coded_as(rec: dict) -> str:
     """How a bundle's stream holds the image, where it is not the model's own version 2 stream."""
+    if rec.get("representation") in ("jpeg", "file"):  # --files: the JPEG recoded, or the file kept whole
+        return f" ({rec['representation']}: {rec.get('coder') or '?'})"
     representation = rec.get("representation", "webp-lossless" if rec.get("fallback") else "model")
     names = {"model": "", "webp-lossless": " (WebP fallback)", "jpegxl-lossless": " (JPEG-XL fallback)",
              "jxl": " (JPEG-XL part)",

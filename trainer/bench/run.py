@@ -103,27 +103,36 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
-def run(data: list[Path], bundles: list[Path], baselines: str | list[str], out: Path, limit: int | None = None,
+def run(data: list[Path], bundles: list[Path], baselines: str | list[str] | None, out: Path, limit: int | None = None,
         crop: str | None = None, resume: bool = False, threads: int | None = None, batch_size: int = 256,
         decode_variants: str | None = None, cost: str | None = None, progress: bool = True,
-        hooks: dict | None = None, argv: list[str] | None = None, paq8px: str | None = None) -> dict | None:
+        hooks: dict | None = None, argv: list[str] | None = None, paq8px: str | None = None,
+        files: bool = False) -> dict | None:
     """Run the benchmark; the report dict on the main process (None on other ranks).
 
     paq8px: the paq8px program for the `paq8px` / `paq8px-N` baselines (else $PIXLM_PAQ8PX, else PATH);
     where none is found those baselines are skipped with one line on stderr (kept in config.skipped).
 
+    files: each input is coded as a file and must come back byte for byte (a JPEG set): bundles encode
+    the file itself (`pixlm encode photo.jpg`), baselines are file recompressors (`lepton`,
+    `jpegxl-jpeg`; None: both), each record has the file's size (`input_bytes`) and `ratio` to it.
+
     hooks (tests only): {'after_encode': fn(stream_path)} runs between a bundle's encode and decode.
     """
-    import torch
-
-    from trainer.bench.baselines import get_baselines
+    from trainer import cpu
+    from trainer.bench.baselines import get_baselines, get_file_baselines
 
     # Everything a user can get wrong is checked before any work (and before processes meet).
     crop_size = parse_crop(crop)
+    if files and crop_size is not None:
+        raise BenchError("--crop with --files: a file's crop is another file; the files are coded whole")
     variants = parse_variants(decode_variants)
+    if files and any("batch" in v for v in variants):
+        raise BenchError("--decode-variants with --files: only threads= (file streams have no batches)")
     prices = load_prices(cost)
     skipped = []
-    base = get_baselines(baselines, paq8px=paq8px, skipped=skipped)
+    base = (get_file_baselines(baselines, skipped=skipped) if files
+            else get_baselines(baselines, paq8px=paq8px, skipped=skipped))
     if int(os.environ.get("RANK", "0")) == 0:
         for line in skipped:
             print(line, file=sys.stderr)
@@ -140,24 +149,44 @@ def run(data: list[Path], bundles: list[Path], baselines: str | list[str], out: 
     hooks = hooks or {}
 
     rank, world = _dist()
-    threads_before = torch.get_num_threads()
+    # threads: trainer.cpu's setting (torch's too where torch is loaded: network bundles); no torch
+    # is imported for the online bundles and the baselines, so the bench runs in a torch-free install
+    setting_before, threads_before = cpu.threads_setting(), cpu.get_threads()
     try:
         return _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resume, rank, world,
-                    threads or threads_before, batch_size, limit, progress, hooks, argv, skipped)
+                    threads or threads_before, batch_size, limit, progress, hooks, argv, skipped, files)
     finally:
-        torch.set_num_threads(threads_before)
-        if world > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        cpu.set_threads(threads_before)  # torch's count back where torch is loaded
+        cpu.set_threads(setting_before)
+        if world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def _file_shape(data: bytes, name: str) -> dict:
+    """width, height, channels and subpixels of an input file (--files): a JPEG as libjpeg reads its
+    every scan (a damaged one is refused), another file as pixlm reads its picture."""
+    from trainer.codec import jpeg
+    from trainer.images.picture import picture_of_bytes
+
+    if jpeg.is_jpeg(data):
+        shape = jpeg.examine(data, name)
+        width, height, channels = shape.width, shape.height, shape.channels
+    else:
+        height, width, channels = picture_of_bytes(data, name).samples.shape
+    return {"width": width, "height": height, "channels": channels, "subpixels": width * height * channels}
 
 
 def _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resume, rank, world, threads,
-         batch_size, limit, progress, hooks, argv, skipped=()):
-    import torch
+         batch_size, limit, progress, hooks, argv, skipped=(), files=False):
     from tqdm.auto import tqdm
 
+    from trainer.cpu import set_threads
     from trainer.images.files import load_samples
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     if rank == 0 and not resume:
         for path in result_files(out):
             path.unlink()
@@ -197,6 +226,9 @@ def _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resu
             if not pending:
                 continue
             head = {"set": job.set, "image": job.image, "crop": crop_text, "rank": rank, "threads": threads}
+            if files:
+                _run_file(job, pending, head, entries, base, out, threads, variants, memory, results, bar)
+                continue
             try:
                 array = center_crop(load_samples(job.path), crop_size)
             except Exception as err:  # noqa: BLE001 - an unreadable image fails every codec on it
@@ -247,14 +279,14 @@ def _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resu
                "load_seconds": e.get("load_seconds"), "load_error": e.get("load_error"),
                "batch_size": batch_size, "cores_charged": getattr(e.get("codec"), "cores", None) or threads}  # codec None: it did not load
               for e in entries]
-    codecs += [{"name": b.name, "kind": "baseline", "description": b.description,
+    codecs += [{"name": b.name, "kind": "file baseline" if files else "baseline", "description": b.description,
                 "cores_charged": threads if b.threaded else 1,
                 **({"program": str(b.binary), "version": b.version} if hasattr(b, "binary") else {})}
                for b in base]
     config = {"data": [str(d) for d in data], "bundles": [str(b) for b in bundles],
               "baselines": [b.name for b in base], "limit": limit, "crop": crop_text, "resume": resume,
               "threads": threads, "batch_size": batch_size, "decode_variants": variants, "world_size": world,
-              "cost": prices, "skipped": list(skipped)}
+              "cost": prices, "skipped": list(skipped), "files": files}
     report = build_report(config, sets, jobs, codecs, read_results(out), memory.method, argv)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     from trainer.bench.report import write_markdown, write_plots
@@ -264,6 +296,43 @@ def _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resu
     return report
 
 
+def _run_file(job, pending, head, entries, base, out, threads, variants, memory, results, bar) -> None:
+    """Every pending codec of one input file (--files): its bytes coded, decoded and compared byte
+    for byte; each record appended to results.jsonl at once."""
+    from trainer.bench.measure import bench_bundle_file, bench_file_baseline
+
+    try:
+        original = job.path.read_bytes()
+        head.update(_file_shape(original, job.image), input_bytes=len(original))
+    except Exception as err:  # noqa: BLE001 - an unreadable file fails every codec on it
+        for name in pending:
+            results.write(json.dumps({**head, "codec": name, "ok": False, "error": f"image: {error_line(err)}"}) + "\n")
+            bar.update(1)
+        results.flush()
+        return
+    for name in pending:
+        bar.set_postfix_str(f"{job.image} {name}")
+        entry = next((e for e in entries if e["name"] == name), None)
+        if entry is not None:
+            stream = out / "streams" / job.set / name / (Path(job.image).with_suffix(".pxl"))
+            rec = {**head, "codec": name, "kind": "bundle",
+                   **bench_bundle_file(entry, job.path, original, stream, threads, variants, memory)}
+        else:
+            baseline = next(b for b in base if b.name == name)
+            rec = {**head, "codec": name, "kind": "file baseline",
+                   **bench_file_baseline(baseline, original, threads, memory)}
+        rec["ok"] = "error" not in rec
+        if "bytes" in rec:
+            rec["bpsp"] = 8 * rec["bytes"] / head["subpixels"]
+            rec["ratio"] = rec["bytes"] / len(original)
+        for key in ("encode", "decode"):
+            if rec.get(f"{key}_seconds"):
+                rec[f"{key}_subpixels_per_s"] = head["subpixels"] / rec[f"{key}_seconds"]
+        results.write(json.dumps(rec) + "\n")
+        results.flush()
+        bar.update(1)
+
+
 # -- the command -----------------------------------------------------------------------------------
 def command(args, argv: list[str] | None = None) -> int:
     from trainer.bench.baselines import BaselineError
@@ -271,7 +340,8 @@ def command(args, argv: list[str] | None = None) -> int:
     try:
         run(args.data, args.bundle, args.baselines, args.out, limit=args.limit, crop=args.crop, resume=args.resume,
             threads=args.threads, batch_size=args.batch_size, decode_variants=args.decode_variants, cost=args.cost,
-            progress=not args.quiet, argv=argv if argv is not None else sys.argv, paq8px=args.paq8px)
+            progress=not args.quiet, argv=argv if argv is not None else sys.argv, paq8px=args.paq8px,
+            files=args.files)
     except (BenchError, BaselineError) as err:
         print(f"pixlm: error: {err}", file=sys.stderr)
         return 2

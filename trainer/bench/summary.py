@@ -17,21 +17,36 @@ def pair_key(rec: dict) -> tuple:
 
 def _machine() -> dict:
     import platform
-
-    import torch
+    import sys
+    from importlib import metadata
 
     from trainer.bench.baselines import library_versions
 
-    cpu = platform.processor()
+    cpu, flags = platform.processor(), set()
     try:
-        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        info = Path("/proc/cpuinfo").read_text()
+        match = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
         cpu = match[1] if match else cpu
+        match = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
+        flags = set(match[1].split()) if match else set()
     except OSError:
         pass
-    # The kernel level torch dispatches to (AVX2, AVX512, ...): streams are bit-exact between machines
-    # that share it and the torch version.
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "python": platform.python_version(), "torch": torch.__version__, "libraries": library_versions()}
+    # The kernel level torch dispatches to (AVX2, AVX512, ...): network bundles' streams are bit-exact
+    # between machines that share it and the torch version. Where no bundle loaded torch (the online
+    # bundles, the baselines; a torch-free install) it is not imported for this: the same level read
+    # from the CPU's flags, and the installed torch version, if any.
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        capability, torch_version = torch.backends.cpu.get_cpu_capability(), torch.__version__
+    else:  # torch's own test of the CPU (cpuinfo's flags), without importing torch
+        capability = ("AVX512" if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags
+                      else "AVX2" if {"avx2", "fma"} <= flags else "DEFAULT" if flags else None)
+        try:
+            torch_version = metadata.version("torch")
+        except metadata.PackageNotFoundError:
+            torch_version = None
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "cpu_capability": capability,
+            "python": platform.python_version(), "torch": torch_version, "libraries": library_versions()}
 
 
 def _totals(records: list[dict]) -> dict:
@@ -45,6 +60,9 @@ def _totals(records: list[dict]) -> dict:
            "failures": [{"image": r["image"], "error": r.get("error")} for r in records if not r.get("ok")]}
     out["bits"] = 8 * out["bytes"]
     out["bpsp"] = out["bits"] / subpixels if subpixels else None
+    if ok and all("input_bytes" in r for r in ok):  # --files: against the input files themselves
+        out["input_bytes"] = sum(r["input_bytes"] for r in ok)
+        out["ratio"] = out["bytes"] / out["input_bytes"] if out["input_bytes"] else None
     model = [r for r in ok if r.get("model_bpsp") is not None]
     if model and len(model) == len(ok):
         out["model_bpsp"] = sum(r["model_bpsp"] * r["subpixels"] for r in ok) / subpixels
@@ -59,8 +77,9 @@ def _totals(records: list[dict]) -> dict:
 
 def build_report(config: dict, sets: list[dict], jobs: list, codecs: list[dict], records: list[dict],
                  memory_method: str, argv: list[str] | None = None) -> dict:
-    from trainer.bench.baselines import REFERENCE
+    from trainer.bench.baselines import FILE_REFERENCE, REFERENCE
 
+    reference = FILE_REFERENCE if config.get("files") else REFERENCE  # speeds are ratios to its
     wanted = {(j.set, j.image, c["name"], config["crop"]) for j in jobs for c in codecs}
     latest = {}
     for rec in records:
@@ -68,7 +87,7 @@ def build_report(config: dict, sets: list[dict], jobs: list, codecs: list[dict],
             latest[pair_key(rec)] = rec  # the last line for a pair wins
     images = sorted(latest.values(), key=lambda r: ([s["name"] for s in sets].index(r["set"]), r["image"],
                                                     [c["name"] for c in codecs].index(r["codec"])))
-    ref_by_image = {(r["set"], r["image"]): r for r in images if r["codec"] == REFERENCE and r.get("ok")}
+    ref_by_image = {(r["set"], r["image"]): r for r in images if r["codec"] == reference and r.get("ok")}
     for rec in images:
         ref = ref_by_image.get((rec["set"], rec["image"]))
         for key in ("encode", "decode"):
@@ -82,7 +101,7 @@ def build_report(config: dict, sets: list[dict], jobs: list, codecs: list[dict],
         entry["codecs"] = {}
         for c in codecs:
             entry["codecs"][c["name"]] = _totals([r for r in images if r["set"] == s["name"] and r["codec"] == c["name"]])
-        ref = entry["codecs"].get(REFERENCE)
+        ref = entry["codecs"].get(reference)
         for name, totals in entry["codecs"].items():
             for key in ("encode", "decode"):
                 ok = ref and ref[f"{key}_subpixels_per_s"] and totals[f"{key}_subpixels_per_s"]
@@ -94,14 +113,14 @@ def build_report(config: dict, sets: list[dict], jobs: list, codecs: list[dict],
                 totals["cost"] = cost_of(totals, cores[name], prices) if totals["images_ok"] else None
             if ref and ref["images_ok"]:
                 for name, totals in entry["codecs"].items():
-                    if totals["cost"] and name != REFERENCE:
+                    if totals["cost"] and name != reference:
                         totals["cost"].update(break_even(totals["cost"], ref["cost"], totals, ref, prices))
         out_sets.append(entry)
     return {
         "schema_version": SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": argv,
-        "reference_codec": REFERENCE,
+        "reference_codec": reference,
         "memory_method": memory_method,
         "machine": _machine(),
         "config": config,

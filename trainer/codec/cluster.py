@@ -20,9 +20,14 @@ from trainer.errors import PixlmError
 
 def _exact(command: str, src: Path, dst: Path, bundle: str | None) -> bool:
     from trainer import api
+    from trainer.codec import envelope, keep
     from trainer.images.picture import read_picture
 
     try:
+        stream, other = (dst, src) if command == "encode" else (src, dst)
+        data = stream.read_bytes()
+        if keep.is_kept(data):  # version 5 (a JPEG recoded, a file kept whole): the file itself, byte for byte
+            return keep.file_bytes(envelope.unpack(data)) == other.read_bytes()
         if command == "encode":
             return bool(np.array_equal(api.decode(dst.read_bytes(), bundle, threads=1), read_picture(src).samples))
         return bool(np.array_equal(read_picture(dst).samples, api.decode(src.read_bytes(), bundle, threads=1)))

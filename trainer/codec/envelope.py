@@ -11,13 +11,15 @@ a TIFF or PNM, goes into this envelope (spec also in docs/FORMAT.md):
     21      1     representation: 0 planes (the samples, up to 8 bits, as one version 2/3 stream),
                   1 split16 (16-bit samples: high bytes as a version 2/3 stream, low bytes apart),
                   2 jxl (JPEG-XL lossless of the samples at any depth),
-                  3 file (version 5: the input file's own bytes, trainer.codec.keep)
+                  3 file (version 5: the input file's own bytes, trainer.codec.keep),
+                  4 jpeg (version 5: a JPEG file recoded losslessly, trainer.codec.jpeg)
     22      1     low bytes of split16: 0 a part of their own (LZMA), 1 equal to the high bytes
                   (v = 257 h), 2 zero (v = 256 h); file: the part's general coder (0 stored,
-                  1 zlib, 2 LZMA2 raw); 0 for the other representations
+                  1 zlib, 2 LZMA2 raw, 3 zlib with libjpeg's tables as its dictionary); jpeg:
+                  its coder (0 Lepton, 1 JPEG-XL's JPEG transcoding); 0 for the others
     23      4+4+1+1   width, height, channels, bits per sample (1..16)
     .       4     CRC32 of the samples at full depth (uint8, or uint16 little-endian; row-major);
-                  file: CRC32 of the file's own bytes
+                  file, jpeg: CRC32 of the file's own bytes
     .       4+n   metadata section: its length, then (section version 1, entry count u16, entries
                   of 4-byte tag + u32 length + bytes, CRC32 of the section before it)
     .       1     part count, then per part: u64 length, u32 CRC32
@@ -34,13 +36,17 @@ from dataclasses import dataclass
 from trainer.codec.container import MAGIC, MAX_SIDE, FormatError
 
 VERSION = 4
-FILE_VERSION = 5  # the same layout, representation FILE only: a pixlm that reads version 4 only refuses it
+FILE_VERSION = 5  # the same layout, representations FILE and JPEG only: a pixlm that reads version 4 only refuses it
 VERSIONS = (VERSION, FILE_VERSION)
-PLANES, SPLIT16, JXL, FILE = 0, 1, 2, 3
-NAMES = {PLANES: "planes", SPLIT16: "split16", JXL: "jxl", FILE: "file"}
+PLANES, SPLIT16, JXL, FILE, JPEG = 0, 1, 2, 3, 4
+NAMES = {PLANES: "planes", SPLIT16: "split16", JXL: "jxl", FILE: "file", JPEG: "jpeg"}
+OWN_FILE = (FILE, JPEG)  # version 5: the input file itself comes back, byte for byte
 LOW_PART, LOW_IS_HIGH, LOW_ZERO = 0, 1, 2
-STORED, ZLIB, LZMA = 0, 1, 2  # FILE: the general coder of its part (in the `low` field)
-CODERS = {STORED: "stored", ZLIB: "zlib", LZMA: "lzma"}
+# FILE: the general coder of its part (in the `low` field); 3 only for JPEG files: zlib with libjpeg's
+# tables as its preset dictionary (trainer.codec.jpeg.header_dictionary)
+STORED, ZLIB, LZMA, ZLIB_JPEG = 0, 1, 2, 3
+# JPEG: the `low` field names its coder (trainer.codec.jpeg: 0 Lepton, 1 JPEG-XL's JPEG transcoding)
+CODERS = {STORED: "stored", ZLIB: "zlib", LZMA: "lzma", ZLIB_JPEG: "zlib+jpeg-tables"}
 SECTION_VERSION = 1
 _FIXED = struct.Struct("<BBIIBBI")  # representation, low, width, height, channels, depth, sample crc
 
@@ -90,7 +96,7 @@ def _read_section(data: bytes) -> list:
 
 def pack(envelope: Envelope) -> bytes:
     section = _section(envelope.entries)
-    version = FILE_VERSION if envelope.representation == FILE else VERSION
+    version = FILE_VERSION if envelope.representation in OWN_FILE else VERSION
     head = (MAGIC + bytes([version]) + envelope.bundle_id
             + _FIXED.pack(envelope.representation, envelope.low, envelope.width, envelope.height, envelope.channels,
                           envelope.depth, envelope.sample_crc)
@@ -120,9 +126,10 @@ def unpack(data: bytes) -> Envelope:
     if zlib.crc32(data[:pos]) != stored:
         raise FormatError("corrupted header (CRC mismatch)")
     representation, low, width, height, channels, depth, sample_crc = fields
-    parts_needed = {PLANES: 1, SPLIT16: 2 if low == LOW_PART else 1, JXL: 1, FILE: 1}.get(representation)
-    if (parts_needed != count or low > LOW_ZERO or (low and representation not in (SPLIT16, FILE))
-            or (data[4] == FILE_VERSION) != (representation == FILE)
+    parts_needed = {PLANES: 1, SPLIT16: 2 if low == LOW_PART else 1, JXL: 1, FILE: 1, JPEG: 1}.get(representation)
+    lows = {SPLIT16: LOW_ZERO, FILE: ZLIB_JPEG, JPEG: 1}.get(representation, 0)  # the largest `low` each allows
+    if (parts_needed != count or low > lows
+            or (data[4] == FILE_VERSION) != (representation in OWN_FILE)
             or not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE) or channels not in (1, 2, 3, 4)
             or not 1 <= depth <= 16 or (representation == PLANES and depth > 8)
             or (representation == SPLIT16 and depth <= 8)):

@@ -7,6 +7,7 @@ from pathlib import Path
 from trainer.codec import envelope, keep
 from trainer.codec.bundle import RETIRED, bundle_folder
 from trainer.codec.container import unpack
+from trainer.codec.jpeg import LIBRARIES as JPEG_LIBRARIES, SAID_BY_NAME
 from trainer.engine.settings import choice_facts
 
 MODE_NAMES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
@@ -38,7 +39,8 @@ def stream_info(data: bytes) -> dict:
         kept = keep.facts(env)
         out = {"format_version": data[4], "bundle_id_bytes": env.bundle_id, "representation": envelope.NAMES[env.representation],
                "numeric_mode": None, "width": env.width, "height": env.height, "channels": env.channels,
-               "mode": MODE_NAMES.get(env.channels, "?"), "depth": env.depth, "file_format": kept["format"],
+               "mode": "CMYK" if env.channels == 4 and kept["format"] in ("jpeg", "mpo") else MODE_NAMES.get(env.channels, "?"),
+               "depth": env.depth, "file_format": kept["format"],
                "layout": None, "metadata": [], "payload_bytes": len(env.parts[0]), "precision": None,
                "kept_file": kept}
         model_payload = b""
@@ -64,7 +66,8 @@ def stream_info(data: bytes) -> dict:
                "mode": header.mode, "depth": 8,
                "file_format": "png", "layout": header.mode, "metadata": [], "payload_bytes": len(model_payload),
                "precision": header.precision}
-    out.setdefault("kept_file", None)  # version 5: format, suffixes, size and coder of the file kept whole
+    # version 5: format, suffixes, size, representation (file, jpeg) and coder of the file kept whole or recoded
+    out.setdefault("kept_file", None)
     # the online engine's choices for this image: its payload's first byte
     out["engine_choices"] = choice_facts(model_payload[0], out["channels"]) if out["numeric_mode"] == "online-v1" and model_payload else None
     subpixels = out["width"] * out["height"] * out["channels"]
@@ -78,12 +81,18 @@ def describe(path: Path, facts: dict) -> str:
     name = facts["bundle_name"] or "unknown bundle"
     kept = facts.get("kept_file")
     if kept:
+        recoded = kept.get("representation") == "jpeg"
         return "\n".join([
-            f"{path}: pixlm stream, format version {facts['format_version']} (file: the input file's own bytes)",
+            f"{path}: pixlm stream, format version {facts['format_version']} "
+            + (f"(jpeg: the input JPEG file recoded by {SAID_BY_NAME.get(kept['coder'], kept['coder'])}, "
+               "restored byte for byte)" if recoded
+               else "(file: the input file's own bytes)"),
             f"  image:     {facts['width']}x{facts['height']}, {facts['mode']}, {facts['depth']} bits per sample, "
             f"a {kept['format'].upper()} file written back as it was ({', '.join(kept['suffixes'])})",
             f"  bundle:    {name} (id {facts['bundle_id']}) wrote it; no model decodes it",
-            f"  kept:      {kept['size']:,} bytes, {kept['coder']}; metadata as in the file",
+            (f"  jpeg:      {kept['size']:,} bytes, coded by {kept['coder']} ({JPEG_LIBRARIES[kept['coder']]})"
+             + f", {100 * (1 - facts['file_bytes'] / max(kept['size'], 1)):.1f} % below the file; metadata as in the file"
+             if recoded else f"  kept:      {kept['size']:,} bytes, {kept['coder']}; metadata as in the file"),
             f"  size:      {facts['file_bytes']:,} bytes (payload {facts['payload_bytes']:,}), "
             + (f"{facts['bpsp']:.4f} bits per subpixel" if facts["bpsp"] is not None else "")])
     lines = [f"{path}: pixlm stream, format version {facts['format_version']} ({facts['representation']})",

@@ -12,6 +12,10 @@ The stream keeps what `pixlm info` shows: width, height, channels and bits per s
 picture; its one entry, `FMT `, is JSON naming the file's format (`jpeg`, `png`, ... as Pillow
 names it), its size in bytes and its suffix (the original's where it names the format, else the
 format's usual one); the CRC field covers the file's own bytes.
+
+A JPEG file is first recoded at the level of its coefficients (trainer.codec.jpeg, representation
+`jpeg` of the same version): that stream has the same `FMT ` entry and CRC, so `facts`,
+`file_bytes` and `is_kept` here read both.
 """
 
 import io
@@ -29,7 +33,8 @@ _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 6}]
 SUFFIXES = {"png": (".png",), "jpeg": (".jpg", ".jpeg", ".jpe", ".jfif"), "mpo": (".jpg", ".jpeg", ".mpo"),
             "tiff": (".tif", ".tiff"), "pnm": (".ppm", ".pgm", ".pnm"), "webp": (".webp",), "bmp": (".bmp", ".dib"),
             "gif": (".gif",)}
-CODERS_SAID = {envelope.STORED: "", envelope.ZLIB: " (zlib)", envelope.LZMA: " (LZMA)"}  # in summary lines
+CODERS_SAID = {envelope.STORED: "", envelope.ZLIB: " (zlib)", envelope.LZMA: " (LZMA)",
+               envelope.ZLIB_JPEG: " (zlib with the JPEG tables)"}  # in summary lines
 _SUFFIX = re.compile(r"\.[A-Za-z0-9_-]{1,16}")
 
 
@@ -64,20 +69,37 @@ def suffix_for(fmt: str, original: str) -> str:
     return known[0] if known else ".bin"
 
 
-def _smallest(data: bytes) -> tuple[int, bytes]:
-    """(coder, part): the file's bytes as they are, or through zlib or LZMA2 where that is smaller."""
+def _jpeg_zlib(data: bytes) -> bytes:
+    """zlib (level 9) with libjpeg's tables as its preset dictionary (trainer.codec.jpeg)."""
+    from trainer.codec.jpeg import header_dictionary
+
+    deflate = zlib.compressobj(9, zdict=header_dictionary())
+    return deflate.compress(data) + deflate.flush()
+
+
+def _smallest(data: bytes, lzma_too: bool = True) -> tuple[int, bytes]:
+    """(coder, part): the file's bytes as they are, or through zlib or LZMA2 where that is smaller
+    (a JPEG file: also zlib with libjpeg's tables as its dictionary; LZMA2 only where `lzma_too`)."""
+    from trainer.codec.jpeg import is_jpeg
+
     best = (envelope.STORED, data)
-    for coder, pack in ((envelope.ZLIB, lambda d: zlib.compress(d, 9)),
-                        (envelope.LZMA, lambda d: lzma.compress(d, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS))):
+    coders = [(envelope.ZLIB, lambda d: zlib.compress(d, 9))]
+    if lzma_too:
+        coders.append((envelope.LZMA, lambda d: lzma.compress(d, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)))
+    if is_jpeg(data):
+        coders.append((envelope.ZLIB_JPEG, _jpeg_zlib))
+    for coder, pack in coders:
         part = pack(data)
         if len(part) < len(best[1]):
             best = (coder, part)
     return best
 
 
-def pack(bundle_id: bytes, data: bytes, picture, original_suffix: str) -> bytes:
-    """A version 5 stream holding an image file's own bytes (`picture`: what was read from them)."""
-    coder, part = _smallest(data)
+def pack(bundle_id: bytes, data: bytes, picture, original_suffix: str, lzma_too: bool = True) -> bytes:
+    """A version 5 stream holding an image file's own bytes (`picture`: what was read from them).
+    lzma_too=False: zlib only (a JPEG that a JPEG coder restores: LZMA2 saves a few bytes at 10x
+    zlib's time, and the recoded stream is the smaller but on tiny files)."""
+    coder, part = _smallest(data, lzma_too)
     fmt = file_format(data)
     head = json.dumps({"format": fmt, "size": len(data), "suffix": suffix_for(fmt, original_suffix)},
                       separators=(",", ":")).encode()
@@ -98,19 +120,34 @@ def facts(env: envelope.Envelope) -> dict:
     if tag != b"FMT " or len(env.entries) != 1 or size < 0 or not isinstance(suffix, str) or not _SUFFIX.fullmatch(suffix):
         raise FormatError("damaged format entry of a kept file")
     suffixes = [suffix] + [s for s in SUFFIXES.get(fmt, ()) if s != suffix.lower()]
-    return {"format": fmt, "suffixes": suffixes, "size": size, "coder": envelope.CODERS[env.low]}
+    if env.representation == envelope.JPEG:
+        from trainer.codec import jpeg
+
+        return {"format": fmt, "suffixes": suffixes, "size": size, "representation": "jpeg",
+                "coder": jpeg.CODERS[env.low]}
+    return {"format": fmt, "suffixes": suffixes, "size": size, "representation": "file", "coder": envelope.CODERS[env.low]}
 
 
 def file_bytes(env: envelope.Envelope) -> bytes:
     """The file's own bytes of a version 5 stream, their size and CRC checked; FormatError otherwise.
-    Never more than the declared size is inflated (a forged part cannot take the memory)."""
+    Never more than the declared size is inflated (a forged part cannot take the memory). A `jpeg`
+    stream's file is restored by its JPEG coder (trainer.codec.jpeg)."""
     size = facts(env)["size"]
+    if env.representation == envelope.JPEG:
+        from trainer.codec import jpeg
+
+        return jpeg.file_bytes(env, size)
     part = env.parts[0]
     try:
         if env.low == envelope.STORED:
             data = part
-        elif env.low == envelope.ZLIB:
-            inflate = zlib.decompressobj()
+        elif env.low in (envelope.ZLIB, envelope.ZLIB_JPEG):
+            if env.low == envelope.ZLIB_JPEG:
+                from trainer.codec.jpeg import header_dictionary
+
+                inflate = zlib.decompressobj(zdict=header_dictionary())
+            else:
+                inflate = zlib.decompressobj()
             data = inflate.decompress(part, size + 1)
             if not inflate.eof or inflate.unused_data:
                 raise zlib.error("not one whole zlib stream")
@@ -127,5 +164,5 @@ def file_bytes(env: envelope.Envelope) -> bytes:
 
 
 def is_kept(data: bytes) -> bool:
-    """A version 5 stream: an input file's own bytes."""
+    """A version 5 stream: an input file's own bytes (kept whole, or a JPEG recoded)."""
     return envelope.is_envelope(data) and data[4] == envelope.FILE_VERSION

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.codec import envelope, fallback, keep
+from trainer.codec import envelope, fallback, jpeg, keep
 from trainer.codec import samples as samples_codec
 from trainer.codec.bundle import Bundle, open_bundle
 from trainer.codec.container import Header, pack, unpack
@@ -46,7 +46,7 @@ class Report:
     # subpixel under the integer tables actually coded, at its pixel position (header/flush not included)
     bits: np.ndarray | None = field(default=None, repr=False, compare=False)
     depth: int = 8  # bits per sample of the image (bpsp counts bits per sample at this depth)
-    # model, webp-lossless, jpegxl-lossless, (version 4) planes / split16 / jxl, (version 5) file
+    # model, webp-lossless, jpegxl-lossless, (version 4) planes / split16 / jxl, (version 5) file / jpeg
     representation: str = "model"
     notes: list = field(default_factory=list)  # what the input held that the stream does not carry
 
@@ -67,8 +67,8 @@ class Report:
         line = f"{self.path}: {self.width}x{self.height}x{self.channels}{depth}, {self.file_bytes} bytes, {self.bpsp:.4f} bpsp"
         if self.model_bpsp is not None:
             line += f" (ideal code length {self.model_bpsp:.4f} bpsp, overhead {100 * self.overhead:.2f}%)"
-        if self.representation == envelope.NAMES[envelope.FILE]:
-            pass  # the note says why the file's own bytes were kept
+        if self.representation in (envelope.NAMES[envelope.FILE], envelope.NAMES[envelope.JPEG]):
+            pass  # the note says how the file is kept
         elif self.representation not in ("model", *fallback.MODES):
             line += f", coded as {self.representation}"
         elif self.fallback:
@@ -153,6 +153,8 @@ class StreamCodec:
         original = None  # the input file's own bytes, where the source is a file
         if isinstance(source, (str, Path)) and Path(source).is_file():
             original = Path(source).read_bytes()
+            if self.fallback and not strip and jpeg.is_jpeg(original):  # the same JPEG file back, smaller
+                return self._encode_jpeg(original, str(source), start)
             picture = picture_of_bytes(original, str(source))
         else:
             picture = read_picture(source)
@@ -180,6 +182,33 @@ class StreamCodec:
                             model_bpsp=ideal_bits / picture.samples.size if ideal_bits is not None else None,
                             fallback=fell_back, timing=self._breakdown(seconds), bits=bits, depth=picture.depth,
                             representation=representation, notes=notes)
+
+    def _encode_jpeg(self, original: bytes, name: str, start: float) -> tuple[bytes, Report]:
+        """A JPEG file's stream (version 5): its coefficients recoded by the smallest coder that gives
+        back every byte (trainer.codec.jpeg), else the file's own bytes (trainer.codec.keep); no
+        model runs (its pixels would not give the file back). A file libjpeg cannot decode is refused."""
+        shape = self._timed("jpeg", jpeg.examine, original, name)
+        good, failed = self._timed("jpeg", jpeg.recoded, original)
+        suffix = Path(name).suffix
+        kept = self._timed("keep", keep.pack, self.short_id, original, shape, suffix, not good)
+        recoded = jpeg.pack(self.short_id, original, shape, *good[0], suffix) if good else None
+        if recoded is not None and len(recoded) <= len(kept):
+            data, representation = recoded, envelope.NAMES[envelope.JPEG]
+            notes = [f"JPEG recoded by {jpeg.SAID[good[0][0]]}, restored byte for byte: "
+                     f"{100 * (1 - len(data) / len(original)):.1f} % below the file ({len(original):,} bytes)"]
+        else:
+            data, representation = kept, envelope.NAMES[envelope.FILE]
+            coder = keep.CODERS_SAID[envelope.unpack(kept).low]
+            why = (f"smaller than the JPEG recoded ({len(recoded):,} bytes)" if recoded is not None else
+                   "no JPEG coder restores it (" + "; ".join(f"{k}: {v}" for k, v in failed.items()) + ")")
+            notes = [f"kept the file's own bytes{coder}: {why}"]
+        if len(data) > len(original):
+            notes.append(f"{len(data) - len(original):,} bytes larger than the input file ({len(original):,} bytes)")
+        seconds = time.perf_counter() - start
+        return data, Report("", shape.width, shape.height, shape.channels, len(data), seconds,
+                            fallback=representation == envelope.NAMES[envelope.FILE],
+                            timing=self._breakdown(seconds), depth=shape.depth, representation=representation,
+                            notes=notes)
 
     def _stream(self, image: np.ndarray, bits_map: bool = False, model: bool = True):
         """(version 2/3 stream, ideal code length in bits or None, fallback used, bits map) of an 8-bit
@@ -245,24 +274,37 @@ class StreamCodec:
         name = envelope.NAMES[representation] + ("+" + unpack(parts[0])[0].numeric_mode if webp else "")
         return stream, ideal, name
 
-    def decode(self, in_path, out_path=None) -> tuple[np.ndarray, Report]:
+    def decode(self, in_path, out_path=None, samples: bool = True) -> tuple[np.ndarray | None, Report]:
         """Decode a .pxl file (checked end to end); writes the image file if out_path is given: PNG
-        for version 2/3 streams, the original's format (PNG, TIFF, PNM) with its metadata for version 4."""
+        for version 2/3 streams, the original's format (PNG, TIFF, PNM) with its metadata for version 4,
+        the input file itself for version 5 (a JPEG: the very same .jpg). Returns its samples (None
+        for a version 5 file whose pixels pixlm does not read, as a CMYK JPEG's, or with samples=False:
+        the file is written back without decoding its pixels) and the Report."""
         start = time.perf_counter()
         data = Path(in_path).read_bytes()
         self.timing = {}
-        original = self._kept_file(data)
-        picture = self.decode_picture(data) if original is None else self._kept_picture(original)
-        if out_path is not None:
-            write_file(out_path, picture_bytes(picture) if original is None else original)
+        original = self._timed("restore", self._kept_file, data) if keep.is_kept(data) else None
+        if original is None:
+            picture = self.decode_picture(data)
+            pixels, depth, representation, notes = picture.samples, picture.depth, "model", []
+            height, width, channels = pixels.shape
+            if out_path is not None:
+                write_file(out_path, picture_bytes(picture))
+        else:  # the input file itself (version 5): its bytes back; its pixels where pixlm reads them
+            env = envelope.unpack(data)
+            facts = keep.facts(env)
+            if out_path is not None:
+                write_file(out_path, original)
+            pixels = self._kept_samples(original) if samples else None
+            height, width, channels, depth = env.height, env.width, env.channels, env.depth
+            representation = facts["representation"]
+            notes = [f"restored the JPEG file byte for byte ({jpeg.SAID.get(env.low, facts['coder'])}; "
+                     f"{len(original):,} bytes)" if env.representation == envelope.JPEG else
+                     f"wrote back the file's own bytes (a {facts['format'].upper()} file of {len(original):,} bytes)"]
         seconds = time.perf_counter() - start
-        height, width, channels = picture.samples.shape
-        notes = [] if original is None else [f"wrote back the file's own bytes (a {keep.facts(envelope.unpack(data))['format'].upper()} "
-                                             f"file of {len(original):,} bytes)"]
-        return picture.samples, Report(str(in_path), width, height, channels, len(data), seconds,
-                                       timing=self._breakdown(seconds), depth=picture.depth,
-                                       representation="model" if original is None else envelope.NAMES[envelope.FILE],
-                                       notes=notes)
+        return pixels, Report(str(in_path), width, height, channels, len(data), seconds,
+                               timing=self._breakdown(seconds), depth=depth, representation=representation,
+                               notes=notes)
 
     def decode_picture(self, data: bytes) -> Picture:
         """The picture of .pxl bytes: samples at full depth with the original's format and metadata."""
@@ -281,6 +323,14 @@ class StreamCodec:
         if not keep.is_kept(data):
             return None
         return keep.file_bytes(envelope.unpack(data))
+
+    @staticmethod
+    def _kept_samples(original: bytes) -> np.ndarray | None:
+        """The samples of a kept file's bytes, None where pixlm does not read them (a CMYK JPEG)."""
+        try:
+            return picture_of_bytes(original, "the kept file").samples
+        except PixlmError:
+            return None
 
     @staticmethod
     def _kept_picture(original: bytes) -> Picture:
