@@ -119,18 +119,28 @@ def bench_bundle(entry: dict, array: np.ndarray, stream: Path, threads: int, var
             if default_batch is not None:
                 codec.batch_size = default_batch
             set_threads(threads)
-        rec["decodes_tried"] += 1
-        rec["decodes_exact"] += out["exact"]
-        if i == 0:
-            rec["decode_seconds"] = out.get("seconds")
-            if not out["exact"]:
-                rec["error"] = f"decode: {out['error']}"
-        else:
-            rec["variants"].append(out)
+        _tally(rec, out, first=i == 0)
+    _variant_error(rec, lambda bad: f"threads={bad['threads']} batch={bad['batch']}")
+    return rec, report.bits
+
+
+def _tally(rec: dict, out: dict, first: bool) -> None:
+    """Count one decode: the first is the record's own, the others its variants."""
+    rec["decodes_tried"] += 1
+    rec["decodes_exact"] += out["exact"]
+    if first:
+        rec["decode_seconds"] = out.get("seconds")
+        if not out["exact"]:
+            rec["error"] = f"decode: {out['error']}"
+    else:
+        rec["variants"].append(out)
+
+
+def _variant_error(rec: dict, describe) -> None:
+    """Name the first inexact variant where the first decode was exact."""
     if rec["decodes_exact"] < rec["decodes_tried"] and "error" not in rec:
         bad = next(v for v in rec["variants"] if not v["exact"])
-        rec["error"] = f"decode variant threads={bad['threads']} batch={bad['batch']}: {bad['error']}"
-    return rec, report.bits
+        rec["error"] = f"decode variant {describe(bad)}: {bad['error']}"
 
 
 def _baseline_peak(baseline, memory: PeakMemory, start: float | None) -> dict:
@@ -218,17 +228,8 @@ def bench_bundle_file(entry: dict, path: Path, original: bytes, stream: Path, th
         finally:
             back.unlink(missing_ok=True)
             set_threads(threads)
-        rec["decodes_tried"] += 1
-        rec["decodes_exact"] += out["exact"]
-        if i == 0:
-            rec["decode_seconds"] = out.get("seconds")
-            if not out["exact"]:
-                rec["error"] = f"decode: {out['error']}"
-        else:
-            rec["variants"].append(out)
-    if rec["decodes_exact"] < rec["decodes_tried"] and "error" not in rec:
-        bad = next(v for v in rec["variants"] if not v["exact"])
-        rec["error"] = f"decode variant threads={bad['threads']}: {bad['error']}"
+        _tally(rec, out, first=i == 0)
+    _variant_error(rec, lambda bad: f"threads={bad['threads']}")
     return rec
 
 

@@ -232,10 +232,7 @@ def _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resu
             try:
                 array = center_crop(load_samples(job.path), crop_size)
             except Exception as err:  # noqa: BLE001 - an unreadable image fails every codec on it
-                for name in pending:
-                    results.write(json.dumps({**head, "codec": name, "ok": False, "error": f"image: {error_line(err)}"}) + "\n")
-                    bar.update(1)
-                results.flush()
+                _fail_all(results, head, pending, err, bar)
                 continue
             head.update(width=array.shape[1], height=array.shape[0], channels=array.shape[2], subpixels=array.size)
             heat = job.index == 0
@@ -296,6 +293,14 @@ def _run(data, bundles, base, out, sets, jobs, crop_size, variants, prices, resu
     return report
 
 
+def _fail_all(results, head: dict, pending: list[str], err: BaseException, bar) -> None:
+    """An input no codec can read: one failed record per pending codec."""
+    for name in pending:
+        results.write(json.dumps({**head, "codec": name, "ok": False, "error": f"image: {error_line(err)}"}) + "\n")
+        bar.update(1)
+    results.flush()
+
+
 def _run_file(job, pending, head, entries, base, out, threads, variants, memory, results, bar) -> None:
     """Every pending codec of one input file (--files): its bytes coded, decoded and compared byte
     for byte; each record appended to results.jsonl at once."""
@@ -305,10 +310,7 @@ def _run_file(job, pending, head, entries, base, out, threads, variants, memory,
         original = job.path.read_bytes()
         head.update(_file_shape(original, job.image), input_bytes=len(original))
     except Exception as err:  # noqa: BLE001 - an unreadable file fails every codec on it
-        for name in pending:
-            results.write(json.dumps({**head, "codec": name, "ok": False, "error": f"image: {error_line(err)}"}) + "\n")
-            bar.update(1)
-        results.flush()
+        _fail_all(results, head, pending, err, bar)
         return
     for name in pending:
         bar.set_postfix_str(f"{job.image} {name}")
