@@ -145,8 +145,8 @@ def choice_facts(byte: int, channels: int) -> dict:
 # encoder's choice of LMS instead no longer paid: camera crops +0.05 %), the LMS beside them; its
 # encoder also chooses the channel order (fast's would fall under 1 M subpixels/s encode), and its
 # stripes are 1024 rows (a stripe's fresh start cost 768-row crops 0.17 % at 512). Both code a
-# decoded JPEG as its Y, Cb, Cr planes (`colour`: the first 11 camera crops -19 % with max;
-# benchmarks/EXPERIMENTS.md).
+# decoded JPEG as its Y, Cb, Cr planes (`colour`: camera crops 000-007 -17.6 % with max,
+# benchmarks/results/camera; benchmarks/EXPERIMENTS.md).
 PRESETS = {"fast": EngineSettings(mix=1, fallback_webp=0, fallback_jxl=2, fallback_best=1, colour=1),
            "max": EngineSettings(ols=1, mix=1, ols_wide=1, channel_order=1, stripe_rows=1024, fallback_webp=0,
                                  fallback_jxl=9, fallback_best=1, colour=1)}
