@@ -18,29 +18,21 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.codec.bundle import BundleError, Bundle, default_bundle, find_bundle, open_bundle
+from trainer.codec.bundle import BundleError, Bundle, default_bundle, find_bundle, open_bundle, resolve_bundle
 from trainer.codec.container import FormatError
 from trainer.codec.info import stream_info
 from trainer.codec.stream import CodecError, Report
 from trainer.errors import PixlmError
 from trainer.images.picture import Picture
-from trainer.paths import resource
 
 __all__ = ["encode", "decode", "decode_picture", "encode_file", "decode_file", "info", "load", "bundle_path",
            "PixlmError", "CodecError", "BundleError", "FormatError"]
 
 
 def bundle_path(bundle: str | Path | None) -> Path | None:
-    """A bundle folder from a path or a shipped bundle's name (`pixlm-online-max`); None: the default."""
-    if bundle is None:
-        return None
-    path = Path(bundle)
-    if path.is_dir():
-        return path
-    shipped = resource("checkpoints") / str(bundle)
-    if shipped.is_dir():
-        return shipped
-    raise BundleError(f"no bundle {bundle!r}: neither a folder nor a shipped bundle in {resource('checkpoints')}")
+    """A bundle folder from a path or a shipped bundle's name (`pixlm-online-max`); None: the default.
+    The CLI's --bundle resolves the same way (trainer.codec.bundle.resolve_bundle)."""
+    return None if bundle is None else resolve_bundle(bundle)
 
 
 @lru_cache(maxsize=8)

@@ -105,6 +105,7 @@ class _Coder:
         self.args, self.codecs = args, {}
 
     def codec_for(self, path: Path):
+        from trainer.codec import kinds
         from trainer.codec.bundle import Bundle, default_bundle, find_bundle, open_bundle
         from trainer.codec.registry import open_codec, stream_bundle_id
 
@@ -116,7 +117,7 @@ class _Coder:
         key = str(bundle.path if hasattr(bundle, "path") else bundle)
         if key not in self.codecs:
             bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
-            if bundle.kind == "lm":
+            if "transformers" in kinds.named(bundle.kind).modules:
                 _quiet_transformers()
             self.codecs[key] = open_codec(bundle, device=args.device, batch_size=args.batch_size, threads=args.threads,
                                           progress=not args.quiet, fallback=not getattr(args, "no_fallback", False))
@@ -243,6 +244,20 @@ def _info(args) -> int:
     return status
 
 
+def _resolve_bundles(args) -> bool:
+    """Every --bundle as a folder: a path, or a shipped bundle's name as the API's bundle= takes it;
+    False after printing the one-line error."""
+    from trainer.codec.bundle import BundleError, resolve_bundle
+
+    try:
+        args.bundle = ([resolve_bundle(b) for b in args.bundle] if isinstance(args.bundle, list)
+                       else resolve_bundle(args.bundle))
+    except BundleError as err:
+        print(f"pixlm: error: {err}", file=sys.stderr)
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """The `pixlm` command."""
     import argparse
@@ -262,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                               + (".pxl" if name == "encode" else ".png (.tif, .ppm: the original's format)") + " beside it")
         cmd.add_argument("-o", "--output", dest="output_option", type=Path, default=None, metavar="OUTPUT",
                          help="the output, as an option (zstd's habit)")
-        cmd.add_argument("--bundle", type=Path, default=None, help="codec bundle folder (default: "
+        cmd.add_argument("--bundle", type=Path, default=None, help="codec bundle folder or shipped name, e.g. "
+                         "pixlm-online-fast (default: "
                          + ("the shipped checkpoints/pixlm-online-max)" if name == "encode"
                             else "the known bundle whose id the file names)"))
         cmd.add_argument("--threads", type=_positive, default=None, help="CPU threads of a coding run: torch's for LM and integer "
@@ -339,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
 
     add_bench_parser(commands)
     args = parser.parse_args(argv)
+    if getattr(args, "bundle", None) and not _resolve_bundles(args):
+        return 2
     if args.command == "info":
         return _info(args)
     from trainer.codec.jobs import plan

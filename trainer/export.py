@@ -9,9 +9,9 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from trainer.codec.bundle import (ADAPTIVE_FORMAT_VERSION, CODEC_FILE, FORMAT_VERSION, INT8_FORMAT_VERSION,
-                                  INTEGER_FORMAT_VERSION, MODEL_FILES, ONLINE_FORMAT_VERSION, QUANTIZATIONS, Bundle,
-                                  BundleError, model_kind, open_bundle, write_manifest)
+from trainer.codec.bundle import CODEC_FILE, MODEL_FILES, QUANTIZATIONS, Bundle, BundleError, open_bundle, write_manifest
+from trainer.codec.kinds import (ADAPTIVE_FORMAT_VERSION, CONTEXT, FORMAT_VERSION, INT8_FORMAT_VERSION,
+                                 INTEGER_FORMAT_VERSION, LM, ONLINE, ONLINE_FORMAT_VERSION, kind_of)
 from trainer.config import Adaptation
 
 
@@ -78,15 +78,15 @@ def export_bundle(checkpoint: Path, out: Path, precision: int = 16, quantize: st
         raise BundleError(f"quantize={quantize}: must be one of {', '.join(QUANTIZATIONS)}")
     if not 8 <= precision <= 24:
         raise BundleError(f"precision {precision}: must be 8..24 bits (every one of 256 symbols needs a frequency)")
-    kind = model_kind(checkpoint)
-    if not (checkpoint / "model.safetensors").is_file() or (kind == "lm" and not (checkpoint / "pixel_vocab.json").is_file()):
+    kind = kind_of(checkpoint)
+    if not (checkpoint / "model.safetensors").is_file() or (kind is LM and not (checkpoint / "pixel_vocab.json").is_file()):
         raise BundleError(f"{checkpoint} is not a trained pixlm checkpoint (train.py, distill.py and "
                           "train_context.py write one to OUTPUT_DIR/final)")
-    if adaptation is not None and (kind != "context" or quantize == "int8"):
+    if adaptation is not None and (kind is not CONTEXT or quantize == "int8"):
         raise BundleError("online adaptation is for float32 or integer context bundles (it trains the weights while coding)")
-    if (quantize == "integer") != bool(calibrate) or (quantize == "integer" and kind != "context"):
+    if (quantize == "integer") != bool(calibrate) or (quantize == "integer" and kind is not CONTEXT):
         raise BundleError("--quantize integer is for context models and needs --calibrate DIR (training images)")
-    if kind == "context" and images is not None:
+    if kind is CONTEXT and images is not None:
         raise BundleError("--images measures LM bundles only; a context model's card takes its val_bpsp from metrics.json")
     if out.exists() and any(out.iterdir()):
         raise BundleError(f"{out} exists and is not empty")
@@ -113,7 +113,7 @@ def export_bundle(checkpoint: Path, out: Path, precision: int = 16, quantize: st
     from trainer.models.pixel_lm import PixelLM, count_parameters
     from trainer.models.quantize import load_int8, validation_bpsp, write_int8_weights
 
-    model = (ContextModel if kind == "context" else PixelLM).from_pretrained(checkpoint).eval()
+    model = (ContextModel if kind is CONTEXT else PixelLM).from_pretrained(checkpoint).eval()
     parameters = count_parameters(model)["parameters"]
     measured = validation_bpsp(model, image_paths, val_patches) if image_paths else None
     codec = {"format_version": FORMAT_VERSION, "precision": precision}
@@ -161,7 +161,7 @@ def export_online(out: Path, preset: str = "fast", overrides: dict | None = None
         raise BundleError(f"{out} exists and is not empty")
     out.mkdir(parents=True, exist_ok=True)
     save_tables(out)
-    codec = {"format_version": ONLINE_FORMAT_VERSION, "kind": "online", "precision": 16, "engine": settings.to_dict()}
+    codec = {"format_version": ONLINE_FORMAT_VERSION, "kind": ONLINE.name, "precision": 16, "engine": settings.to_dict()}
     (out / CODEC_FILE).write_text(json.dumps(codec, indent=1))
     stage = {0: "normalized LMS (integer)", 1: "recursive least squares (float64, fixed operation order)",
              2: "normalized LMS (integer) or recursive least squares (float64), the encoder's choice per image"}[settings.ols]

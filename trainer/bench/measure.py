@@ -59,7 +59,7 @@ class PeakMemory:
 
 
 def load_codec(folder: Path, batch_size: int, threads: int):
-    """The codec of a bundle folder (the one place to add other bundle kinds)."""
+    """The codec of a bundle folder (its kind in trainer.codec.kinds names the class)."""
     from trainer.codec.bundle import open_bundle
     from trainer.codec.registry import open_codec
 

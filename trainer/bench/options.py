@@ -14,7 +14,8 @@ def add_parser(commands) -> None:
 
     cmd = commands.add_parser("bench", help="bpsp and speed of bundles vs PNG/WebP/JPEG-XL/JPEG 2000/JPEG-LS")
     cmd.add_argument("--data", type=Path, action="append", required=True, help="image folder (a set); repeatable")
-    cmd.add_argument("--bundle", type=Path, action="append", default=[], help="codec bundle folder; repeatable")
+    cmd.add_argument("--bundle", type=Path, action="append", default=[], help="codec bundle folder or shipped name "
+                     "(pixlm-online-fast); repeatable")
     cmd.add_argument("--baselines", default=None,
                      help=f"comma-separated, or 'none' (default {','.join(DEFAULT_BASELINES)}; with --files "
                           f"{','.join(DEFAULT_FILE_BASELINES)})")

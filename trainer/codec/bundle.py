@@ -27,11 +27,7 @@ from trainer.paths import resource
 from trainer.checksums import sha256_of
 from trainer.errors import PixlmError
 
-FORMAT_VERSION = 1  # float32 weights
-INT8_FORMAT_VERSION = 2  # adds codec.json "quantization": "int8"
-ADAPTIVE_FORMAT_VERSION = 3  # adds codec.json "adaptation" (context bundles; trainer.adapt): older decoders refuse it
-INTEGER_FORMAT_VERSION = 4  # adds codec.json "quantization": "integer" (+ "adaptation" optional)
-ONLINE_FORMAT_VERSION = 5  # "kind": "online": no network, the online engine's settings and tables (trainer.engine)
+# Format versions, settings, models and codecs of each bundle kind: trainer.codec.kinds (KINDS).
 QUANTIZATIONS = ("none", "int8", "integer")
 CODEC_FILE = "codec.json"
 MANIFEST_FILE = "manifest.json"
@@ -39,9 +35,7 @@ MANIFEST_FILE = "manifest.json"
 # Bundles no longer shipped, and the last release whose checkout decodes their streams (CHANGELOG.md).
 RETIRED = {"5947162444b1abad": ("pixlm-context-v1", "0.2.0"), "8d65ad6d188049a5": ("pixlm-context-v2", "0.2.0"),
            "ac0fef9bd38b1c7b": ("pixlm-context-v4", "0.2.0")}
-# The modules each bundle kind's codec needs beyond the codec's own (numpy, numba, Pillow,
-# imagecodecs): network bundles run torch, and come with `pip install 'pixlm[train]'`.
-KIND_MODULES = {"online": (), "context": ("torch", "constriction"), "lm": ("torch", "transformers", "constriction")}
+# Network bundles run torch (their kinds' modules), which comes with the `train` extra.
 TRAIN_EXTRA = "pip install 'pixlm[train]'"
 CONTEXT_MODEL_TYPE = "pixlm-context"  # config.json model_type of a ContextModel (trainer.models.context.MODEL_TYPE)
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "pixel_head.safetensors",
@@ -59,44 +53,25 @@ class Bundle:
     bundle_id: str  # 64 hex digits
     precision: int
     quantization: str = "none"
-    kind: str = "lm"  # "lm": a PixelLM (codec.patch); "context": a ContextModel (codec.wavefront); "online" (codec.online)
+    kind: str = "lm"  # a name in trainer.codec.kinds.KINDS: "lm" (codec.patch), "context" (codec.wavefront), "online"
     adaptation: "Adaptation | None" = None  # context bundles: online per-image adaptation while coding
     engine: "EngineSettings | None" = None  # online bundles: the engine's settings
+    settings: object = None  # a kind's own settings, where its parser has no field above for them
 
     def require(self) -> None:
         """BundleError in one line where a module this bundle's codec runs is not installed (network
         bundles need torch: the `train` extra)."""
-        missing = [name for name in KIND_MODULES.get(self.kind, ()) if not _installed(name)]
+        from trainer.codec import kinds
+
+        missing = [name for name in kinds.named(self.kind).modules if not _installed(name)]
         if missing:
             raise BundleError(f"bundle {self.path.name} needs {', '.join(missing)}: {TRAIN_EXTRA}")
 
     def load_model(self):
+        from trainer.codec import kinds
+
         self.require()
-        if self.kind == "online":
-            from trainer.engine.tables import load_tables
-
-            try:
-                return load_tables(self.path)
-            except (OSError, ValueError) as err:
-                raise BundleError(str(err)) from None
-        from trainer.models.context import ContextModel
-        from trainer.models.pixel_lm import PixelLM
-        from trainer.models.quantize import is_int8_folder, load_int8
-
-        if is_int8_folder(self.path) != (self.quantization == "int8"):
-            raise BundleError(f"{self.path}: codec.json says quantization {self.quantization!r} but the weights "
-                              f"{'are' if self.quantization == 'none' else 'are not'} int8")
-        if self.kind == "context" and self.quantization == "integer":
-            from trainer.models.integer_context import IntegerContextModel
-
-            return IntegerContextModel.from_pretrained(self.path)
-        if self.kind == "context":
-            return ContextModel.from_pretrained(self.path)  # int8 weights are dequantized once at load
-        if self.quantization == "int8":
-            return load_int8(self.path, attn_implementation="eager")  # float32 after load: same path as below
-        # Eager attention: torch's SDPA splits a one-token query over the KV length by thread count,
-        # so its results change with the number of threads; the eager softmax(QK^T)V does not.
-        return PixelLM.from_pretrained(self.path, attn_implementation="eager").eval()
+        return kinds.named(self.kind).load(self)
 
 
 def _installed(module: str) -> bool:
@@ -124,18 +99,10 @@ def write_manifest(folder: Path) -> str:
 
 
 def model_kind(folder: Path) -> str:
-    """"online" for an online-engine bundle (codec.json kind), "context" for a ContextModel folder
-    (config.json model_type pixlm-context), else "lm"."""
-    try:
-        if json.loads((Path(folder) / CODEC_FILE).read_text()).get("kind") == "online":
-            return "online"
-    except (OSError, ValueError, AttributeError):
-        pass
-    try:
-        model_type = json.loads((Path(folder) / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError):
-        return "lm"
-    return "context" if model_type == CONTEXT_MODEL_TYPE else "lm"
+    """The kind of a bundle or checkpoint folder (the first in trainer.codec.kinds.KINDS that claims it)."""
+    from trainer.codec import kinds
+
+    return kinds.kind_of(folder).name
 
 
 def open_bundle(folder: Path) -> Bundle:
@@ -159,40 +126,22 @@ def open_bundle(folder: Path) -> Bundle:
         raise BundleError(f"{folder}: files not in the manifest: {', '.join(extra)}")
     if _bundle_id(listed) != claimed:
         raise BundleError(f"{folder}: manifest bundle_id does not match its file list")
-    codec = json.loads((folder / CODEC_FILE).read_text()) if CODEC_FILE in listed else None
-    version = codec and codec.get("format_version")
-    versions = (FORMAT_VERSION, INT8_FORMAT_VERSION, ADAPTIVE_FORMAT_VERSION, INTEGER_FORMAT_VERSION,
-                ONLINE_FORMAT_VERSION)
-    if version not in versions:
-        raise BundleError(f"{folder}: bundle format {version} is not one of {', '.join(map(str, versions))}; "
-                          "a newer pixlm reads it")
-    if version == ONLINE_FORMAT_VERSION:
-        from trainer.engine.settings import EngineSettings
+    return _open_kind(folder, claimed, json.loads((folder / CODEC_FILE).read_text()) if CODEC_FILE in listed else None)
 
-        if codec.get("kind") != "online" or int(codec.get("precision", 0)) != 16:
-            raise BundleError(f"{folder}: a format {version} bundle is kind online with precision 16")
-        try:
-            engine = EngineSettings.from_dict(codec.get("engine", {}))
-        except (TypeError, ValueError) as err:
-            raise BundleError(f"{folder}: codec.json engine settings: {err}") from None
-        return Bundle(folder, claimed, 16, "none", "online", None, engine)
-    quantization = codec.get("quantization", "none")
-    if quantization not in QUANTIZATIONS or (quantization == "int8") != (version == INT8_FORMAT_VERSION) \
-            or (quantization == "integer") != (version == INTEGER_FORMAT_VERSION):
-        raise BundleError(f"{folder}: codec.json quantization {quantization!r} does not fit format {version}")
-    adaptation = None
-    if version == ADAPTIVE_FORMAT_VERSION or (version == INTEGER_FORMAT_VERSION and "adaptation" in codec):
-        try:
-            settings = dict(codec["adaptation"])
-            if settings.pop("trunk_layers", None) is not None:  # shipped bundles say null: every weight trains
-                raise BundleError(f"{folder}: its adaptation trains part of the trunk (trunk_layers), which "
-                                  "pixlm 0.2.0 was the last release to do")
-            adaptation = Adaptation(**{"delay": 0, **settings})  # a bundle without the key never ran late
-        except BundleError:
-            raise
-        except (KeyError, TypeError, ValueError) as err:
-            raise BundleError(f"{folder}: codec.json adaptation is invalid ({err})") from None
-    return Bundle(folder, claimed, int(codec["precision"]), quantization, model_kind(folder), adaptation)
+
+def _open_kind(folder: Path, bundle_id: str, codec: dict | None) -> Bundle:
+    """The verified folder's Bundle, its settings parsed by its kind (trainer.codec.kinds)."""
+    from trainer.codec import kinds
+
+    version = codec and codec.get("format_version")
+    if version not in kinds.versions():
+        raise BundleError(f"{folder}: bundle format {version} is not one of {', '.join(map(str, kinds.versions()))}; "
+                          "a newer pixlm reads it")
+    kind = kinds.kind_of(folder, codec)
+    if version not in kind.versions:
+        readers = [k.name for k in kinds.KINDS if version in k.versions]
+        raise BundleError(f"{folder}: a format {version} bundle is of kind {' or '.join(readers)}, not {kind.name}")
+    return Bundle(folder, bundle_id, kind=kind.name, **kind.parse(folder, codec, version))
 
 
 # The bundle the project ships (git-tracked): what `pixlm encode` uses when no --bundle is given,
@@ -205,6 +154,26 @@ def default_bundle() -> Bundle:
         raise BundleError(f"no --bundle given and the shipped bundle {DEFAULT_BUNDLE} is missing "
                           "(it comes with a git checkout of pixlm); pass --bundle DIR")
     return open_bundle(DEFAULT_BUNDLE)
+
+
+def shipped_bundles() -> list[str]:
+    """Names of the bundles in checkpoints/ (and checkpoints/previous/, as previous/NAME)."""
+    root = resource("checkpoints")
+    manifests = [*root.glob(f"*/{MANIFEST_FILE}"), *root.glob(f"previous/*/{MANIFEST_FILE}")]
+    return sorted(m.parent.relative_to(root).as_posix() for m in manifests)
+
+
+def resolve_bundle(bundle: str | Path) -> Path:
+    """The folder `--bundle` (CLI) or `bundle=` (API) names: a folder, else a shipped bundle's name
+    (`pixlm-online-fast`, `previous/pixlm-online-max-2026-12-06`); BundleError in one line otherwise."""
+    path = Path(bundle)
+    if path.is_dir():
+        return path
+    shipped = resource("checkpoints") / str(bundle)
+    if shipped.is_dir():
+        return shipped
+    raise BundleError(f"no bundle {str(bundle)!r}: neither a folder nor a shipped bundle; shipped: "
+                      f"{', '.join(shipped_bundles()) or 'none'}")
 
 
 def bundle_search_path() -> list[Path]:

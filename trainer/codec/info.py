@@ -8,6 +8,7 @@ from trainer.codec import envelope, keep
 from trainer.codec.bundle import RETIRED, bundle_folder
 from trainer.codec.container import unpack
 from trainer.codec.jpeg import LIBRARIES as JPEG_LIBRARIES, SAID_BY_NAME
+from trainer.codec.kinds import kind_of
 from trainer.engine.settings import choice_facts
 
 MODE_NAMES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
@@ -21,14 +22,7 @@ def _bundle_of(bundle_id: bytes) -> dict:
         return {"bundle": None, "bundle_name": name, "bundle_note": f"retired; pixlm {release} decodes it"}
     folder = bundle_folder(bundle_id)
     if folder is not None:
-        kind = {}
-        try:
-            codec = json.loads((folder / "codec.json").read_text())
-            kind = {"bundle_kind": codec.get("kind") or ("context" if "adaptation" in codec
-                                                          or codec.get("quantization") == "integer" else "lm")}
-        except (OSError, ValueError):
-            pass
-        return {"bundle": str(folder), "bundle_name": folder.name, **kind}
+        return {"bundle": str(folder), "bundle_name": folder.name, "bundle_kind": kind_of(folder).name}
     return {"bundle": None, "bundle_name": None, "bundle_note": "not in the bundle search path"}
 
 

@@ -1,4 +1,5 @@
-"""From a bundle to its codec: the one place that knows every codec (no import cycle between them)."""
+"""From a bundle to its codec, as its kind's entry in trainer.codec.kinds names it (no import cycle
+between the codecs)."""
 
 from pathlib import Path
 
@@ -7,28 +8,19 @@ from trainer.codec.container import unpack
 
 
 def open_codec(bundle, device: str = "cpu", **kwargs):
-    """The codec a bundle needs: `PatchCodec` for LM bundles (on the CPU or a CUDA GPU), `WavefrontCodec`
-    for context students (CPU), `OnlineCodec` for the online engine (CPU)."""
+    """The codec a bundle's kind names (trainer.codec.kinds): `PatchCodec` for LM bundles (on the CPU or
+    a CUDA GPU), `WavefrontCodec` for context students (CPU), `OnlineCodec` for the online engine (CPU)."""
+    from trainer.codec import kinds
+
     bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
     bundle.require()  # network bundles: torch installed, or one line naming the extra
-    if bundle.kind == "online":
-        from trainer.codec.online import OnlineCodec
-
+    kind = kinds.named(bundle.kind)
+    if kind.cpu_only:
         if device != "cpu":
             from trainer.codec.stream import CodecError
 
-            raise CodecError(f"online bundles code on the CPU (their streams decode anywhere); device={device}")
-        return OnlineCodec(bundle, **kwargs)
-    if bundle.kind == "context":
-        from trainer.codec.wavefront import WavefrontCodec
-
-        if device != "cpu":
-            from trainer.codec.stream import CodecError
-
-            raise CodecError(f"context bundles code on the CPU (their integer streams decode anywhere); device={device}")
-        return WavefrontCodec(bundle, **kwargs)
-    from trainer.codec.patch import PatchCodec
-
+            raise CodecError(f"{kind.name} bundles code on the CPU (their streams decode anywhere); device={device}")
+        return kind.codec_class()(bundle, **kwargs)
     if device.startswith("cuda"):
         import torch
 
@@ -36,7 +28,7 @@ def open_codec(bundle, device: str = "cpu", **kwargs):
             from trainer.codec.stream import CodecError
 
             raise CodecError(f"device={device}: torch sees no CUDA GPU here")
-    return PatchCodec(bundle, device=device, **kwargs)
+    return kind.codec_class()(bundle, device=device, **kwargs)
 
 
 def stream_bundle_id(path) -> bytes:
