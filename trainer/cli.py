@@ -121,6 +121,8 @@ class _Coder:
                 _quiet_transformers()
             self.codecs[key] = open_codec(bundle, device=args.device, batch_size=args.batch_size, threads=args.threads,
                                           progress=not args.quiet, fallback=not getattr(args, "no_fallback", False))
+            if getattr(args, "max_pixels", None) is not None:
+                self.codecs[key].max_pixels = args.max_pixels
         return self.codecs[key]
 
     def __call__(self, src: Path, dst: Path) -> str:
@@ -300,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
             cmd.add_argument("--strip", action="store_true",
                              help="drop metadata (ICC profile, EXIF, XMP, text chunks, TIFF tags); pixels, "
                                   "palette and transparency are always kept")
+            cmd.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                             help="refuse an image that declares more than N pixels, before decoding it (default: "
+                                  "2^28 = 268,435,456; 0: no limit); larger images are coded in bands with bounded memory")
             cmd.add_argument("--no-fallback", action="store_true",
                              help="always keep the model's stream (default: keep lossless WebP or JPEG-XL where it is "
                                   "smaller, as on flat synthetic images, and the input file's own bytes where every "

@@ -12,7 +12,9 @@ a TIFF or PNM, goes into this envelope (spec also in docs/FORMAT.md):
                   1 split16 (16-bit samples: high bytes as a version 2/3 stream, low bytes apart),
                   2 jxl (JPEG-XL lossless of the samples at any depth),
                   3 file (version 5: the input file's own bytes, trainer.codec.keep),
-                  4 jpeg (version 5: a JPEG file recoded losslessly, trainer.codec.jpeg)
+                  4 jpeg (version 5: a JPEG file recoded losslessly, trainer.codec.jpeg),
+                  5 bands (version 6: a large picture as bands of rows, each part a stream of
+                  its own, trainer.codec.bands)
     22      1     low bytes of split16: 0 a part of their own (LZMA), 1 equal to the high bytes
                   (v = 257 h), 2 zero (v = 256 h); file: the part's general coder (0 stored,
                   1 zlib, 2 LZMA2 raw, 3 zlib with libjpeg's tables as its dictionary); jpeg:
@@ -29,17 +31,19 @@ a TIFF or PNM, goes into this envelope (spec also in docs/FORMAT.md):
 Every length and CRC is checked before any model runs; the sample CRC after decoding.
 """
 
+import io
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from trainer.codec.container import MAGIC, MAX_SIDE, FormatError
 
 VERSION = 4
 FILE_VERSION = 5  # the same layout, representations FILE and JPEG only: a pixlm that reads version 4 only refuses it
-VERSIONS = (VERSION, FILE_VERSION)
-PLANES, SPLIT16, JXL, FILE, JPEG = 0, 1, 2, 3, 4
-NAMES = {PLANES: "planes", SPLIT16: "split16", JXL: "jxl", FILE: "file", JPEG: "jpeg"}
+BANDS_VERSION = 6  # representation BANDS only: a pixlm that reads versions 4 and 5 refuses it
+VERSIONS = (VERSION, FILE_VERSION, BANDS_VERSION)
+PLANES, SPLIT16, JXL, FILE, JPEG, BANDS = 0, 1, 2, 3, 4, 5
+NAMES = {PLANES: "planes", SPLIT16: "split16", JXL: "jxl", FILE: "file", JPEG: "jpeg", BANDS: "bands"}
 OWN_FILE = (FILE, JPEG)  # version 5: the input file itself comes back, byte for byte
 LOW_PART, LOW_IS_HIGH, LOW_ZERO = 0, 1, 2
 # FILE: the general coder of its part (in the `low` field); 3 only for JPEG files: zlib with libjpeg's
@@ -94,62 +98,83 @@ def _read_section(data: bytes) -> list:
     return entries
 
 
-def pack(envelope: Envelope) -> bytes:
+def version_of(representation: int) -> int:
+    return FILE_VERSION if representation in OWN_FILE else BANDS_VERSION if representation == BANDS else VERSION
+
+
+def pack_head(envelope: Envelope, sizes: list[tuple[int, int]]) -> bytes:
+    """The header of an envelope whose parts have these (length, CRC32): everything before the
+    parts (its length does not depend on their values: a writer of bands fills them in last)."""
     section = _section(envelope.entries)
-    version = FILE_VERSION if envelope.representation in OWN_FILE else VERSION
-    head = (MAGIC + bytes([version]) + envelope.bundle_id
+    head = (MAGIC + bytes([version_of(envelope.representation)]) + envelope.bundle_id
             + _FIXED.pack(envelope.representation, envelope.low, envelope.width, envelope.height, envelope.channels,
                           envelope.depth, envelope.sample_crc)
-            + struct.pack("<I", len(section)) + section + bytes([len(envelope.parts)])
-            + b"".join(struct.pack("<QI", len(p), zlib.crc32(p)) for p in envelope.parts))
-    return head + struct.pack("<I", zlib.crc32(head)) + b"".join(envelope.parts)
+            + struct.pack("<I", len(section)) + section + bytes([len(sizes)])
+            + b"".join(struct.pack("<QI", size, crc) for size, crc in sizes))
+    return head + struct.pack("<I", zlib.crc32(head))
 
 
-def unpack(data: bytes) -> Envelope:
-    """The envelope of a version 4 or 5 file, every length and CRC checked; FormatError (one line) otherwise."""
-    try:
-        pos = 21
-        fields = _FIXED.unpack_from(data, pos)
-        pos += _FIXED.size
-        (length,) = struct.unpack_from("<I", data, pos)
-        section = data[pos + 4:pos + 4 + length]
-        if len(section) != length:
-            raise struct.error
-        pos += 4 + length
-        count = data[pos]
-        pos += 1
-        sizes = [struct.unpack_from("<QI", data, pos + 12 * i) for i in range(count)]
-        pos += 12 * count
-        (stored,) = struct.unpack_from("<I", data, pos)
-    except (IndexError, struct.error):
-        raise FormatError("truncated header") from None
-    if zlib.crc32(data[:pos]) != stored:
+def pack(envelope: Envelope) -> bytes:
+    return pack_head(envelope, [(len(p), zlib.crc32(p)) for p in envelope.parts]) + b"".join(envelope.parts)
+
+
+def read_head(f) -> tuple[Envelope, list[tuple[int, int]]]:
+    """The header of a version 4-6 stream from a file object, checked, the parts not read: (the
+    envelope without parts, (length, CRC32) of each part). FormatError (one line) otherwise."""
+    read = []
+
+    def take(size: int) -> bytes:
+        data = f.read(size)
+        if len(data) < size:
+            raise FormatError("truncated header")
+        read.append(data)
+        return data
+
+    version = take(21)[4]
+    fields = _FIXED.unpack(take(_FIXED.size))
+    section = take(struct.unpack("<I", take(4))[0])
+    sizes = [struct.unpack("<QI", take(12)) for _ in range(take(1)[0])]
+    body = b"".join(read)
+    if zlib.crc32(body) != struct.unpack("<I", take(4))[0]:
         raise FormatError("corrupted header (CRC mismatch)")
     representation, low, width, height, channels, depth, sample_crc = fields
-    parts_needed = {PLANES: 1, SPLIT16: 2 if low == LOW_PART else 1, JXL: 1, FILE: 1, JPEG: 1}.get(representation)
+    parts_needed = {PLANES: 1, SPLIT16: 2 if low == LOW_PART else 1, JXL: 1, FILE: 1, JPEG: 1,
+                    BANDS: len(sizes) or -1}.get(representation)
     lows = {SPLIT16: LOW_ZERO, FILE: ZLIB_JPEG, JPEG: 1}.get(representation, 0)  # the largest `low` each allows
-    if (parts_needed != count or low > lows
-            or (data[4] == FILE_VERSION) != (representation in OWN_FILE)
+    if (parts_needed != len(sizes) or low > lows or version != version_of(representation)
             or not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE) or channels not in (1, 2, 3, 4)
             or not 1 <= depth <= 16 or (representation == PLANES and depth > 8)
             or (representation == SPLIT16 and depth <= 8)):
         raise FormatError("invalid header fields")
-    pos += 4
-    parts = []
-    for index, (size, crc) in enumerate(sizes):
-        part = data[pos:pos + size]
-        if len(part) < size:
-            raise FormatError(f"truncated payload (part {index + 1}: {len(part)} of {size} bytes)")
-        if zlib.crc32(part) != crc:
-            raise FormatError(f"corrupted payload (part {index + 1}: CRC mismatch)")
-        parts.append(part)
-        pos += size
-    if pos != len(data):
-        raise FormatError(f"{len(data) - pos} unexpected bytes after the payload")
-    return Envelope(data[5:21], representation, low, width, height, channels, depth, sample_crc,
-                    _read_section(section), parts)
+    return Envelope(body[5:21], representation, low, width, height, channels, depth, sample_crc,
+                    _read_section(section), []), sizes
+
+
+def read_part(f, index: int, size: int, crc: int) -> bytes:
+    """Part `index` (from 0) of a stream whose header `read_head` read, its length and CRC checked."""
+    part = f.read(size)
+    if len(part) < size:
+        raise FormatError(f"truncated payload (part {index + 1}: {len(part)} of {size} bytes)")
+    if zlib.crc32(part) != crc:
+        raise FormatError(f"corrupted payload (part {index + 1}: CRC mismatch)")
+    return part
+
+
+def unpack(data: bytes) -> Envelope:
+    """The envelope of a version 4-6 file, every length and CRC checked; FormatError (one line) otherwise."""
+    f = io.BytesIO(data)
+    head, sizes = read_head(f)
+    parts = [read_part(f, index, size, crc) for index, (size, crc) in enumerate(sizes)]
+    if f.tell() != len(data):
+        raise FormatError(f"{len(data) - f.tell()} unexpected bytes after the payload")
+    return replace(head, parts=parts)
+
+
+def is_bands(data: bytes) -> bool:
+    """A version 6 stream: a large picture in bands."""
+    return len(data) > 4 and data[:4] == MAGIC and data[4] == BANDS_VERSION
 
 
 def is_envelope(data: bytes) -> bool:
-    """A version 4 or 5 stream (the envelope's layout)."""
+    """A version 4, 5 or 6 stream (the envelope's layout)."""
     return len(data) > 4 and data[:4] == MAGIC and data[4] in VERSIONS

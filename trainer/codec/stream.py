@@ -4,6 +4,8 @@ the Report of a coding run. `trainer.codec.patch` (LM bundles) and `trainer.code
 (context bundles) implement the prediction order on top of it.
 """
 
+import io
+import os
 import time
 import zlib
 from contextlib import contextmanager
@@ -12,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.codec import envelope, fallback, jpeg, keep
+from trainer.codec import bands, envelope, fallback, jpeg, keep
 from trainer.codec import samples as samples_codec
 from trainer.codec.bundle import Bundle, open_bundle
 from trainer.codec.container import Header, pack, unpack
 from trainer.cpu import flush_denormals
+from trainer.images import limit
+from trainer.images.bands import open_source, open_writer, whole
 from trainer.images.files import write_file
 from trainer.images.picture import (Picture, picture_bytes, picture_of_bytes, plain_picture, read_picture,
                                     sample_bytes)
@@ -117,6 +121,7 @@ class StreamCodec:
     cores: int | None = None  # cores one coding run keeps busy, where it is not `threads` (the bench's cost)
     portable: bool = False  # the numeric mode computes the same probabilities on every machine
     strongest_fallbacks: bool = False  # also the strongest classical modes, where a fallback came near the model
+    max_pixels: int | None = limit.MAX_PIXELS  # larger declared sizes are refused before decoding (0/None: no limit)
 
     def __init__(self, bundle: Bundle | str | Path, progress: bool = True, fallback: bool = True):
         self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
@@ -140,11 +145,59 @@ class StreamCodec:
     def encode(self, source, out_path, bits_map: bool = False, strip: bool = False) -> Report:
         """Encode an image (a path, a PIL image or an (H, W, C) uint8/uint16 array) into a .pxl file;
         returns what was measured. With bits_map=True the Report also carries each subpixel's code
-        length (Report.bits; plain 8-bit images). `strip` drops metadata (ICC, EXIF, XMP, text)."""
-        data, report = self.encode_bytes(source, bits_map, strip)
-        write_file(out_path, data)
+        length (Report.bits; plain 8-bit images). `strip` drops metadata (ICC, EXIF, XMP, text).
+        A file of more than bands.BAND_PIXELS pixels is read, coded and written a band at a time."""
+        if not bits_map and isinstance(source, (str, Path)) and Path(source).is_file() and self._large_file(source):
+            report = self._encode_file_bands(Path(source), Path(out_path), strip)
+        else:
+            data, report = self.encode_bytes(source, bits_map, strip)
+            write_file(out_path, data)
         report.path = str(out_path)
         return report
+
+    def _large_file(self, path) -> bool:
+        """A file to code in bands: its declared size (checked against the limit) over a band's."""
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        size = None if jpeg.is_jpeg(head) else limit.declared_size(head)
+        limit.check(size, str(path), self.max_pixels)
+        return size is not None and bands.banded(*size)
+
+    def _encode_file_bands(self, path: Path, out_path: Path, strip: bool) -> Report:
+        """`encode` of a large file: bands read from it and written to `out_path` (whole or not at
+        all); the file's own bytes where the stream came out larger than the file."""
+        start = time.perf_counter()
+        self.timing = {}
+        temporary = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+        try:
+            with open_source(path, self.max_pixels) as source, open(temporary, "wb") as f:
+                if strip:
+                    source.head = source.head.stripped()
+                size, ideal = bands.encode(self, source, f, self._band_threads)
+            head, representation, notes = source.head, envelope.NAMES[envelope.BANDS], list(source.head.notes)
+            if self.fallback and not strip and size > path.stat().st_size:
+                original = path.read_bytes()
+                kept = self._timed("keep", keep.pack, self.short_id, original, picture_of_bytes(
+                    original, str(path), self.max_pixels), path.suffix)
+                if len(kept) < size:
+                    temporary.write_bytes(kept)
+                    size, ideal, representation = len(kept), None, envelope.NAMES[envelope.FILE]
+                    notes = [f"kept the file's own bytes{keep.CODERS_SAID[envelope.unpack(kept).low]}: "
+                             f"the coded stream was larger"]
+            os.replace(temporary, out_path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        seconds = time.perf_counter() - start
+        subpixels = head.width * source.height * head.channels
+        return Report("", head.width, source.height, head.channels, size, seconds,  # no breakdown: bands overlap
+                      model_bpsp=ideal / subpixels if ideal is not None else None,
+                      fallback=representation == envelope.NAMES[envelope.FILE],
+                      depth=head.depth, representation=representation, notes=notes)
+
+    @property
+    def _band_threads(self) -> int:
+        """Bands coded at once: the cores a coding run keeps busy (one for network codecs)."""
+        return self.cores or 1
 
     def encode_bytes(self, source, bits_map: bool = False, strip: bool = False) -> tuple[bytes, Report]:
         """`encode` into memory: (the .pxl bytes, what was measured)."""
@@ -155,12 +208,16 @@ class StreamCodec:
             original = Path(source).read_bytes()
             if self.fallback and not strip and jpeg.is_jpeg(original):  # the same JPEG file back, smaller
                 return self._encode_jpeg(original, str(source), start)
-            picture = picture_of_bytes(original, str(source))
+            picture = picture_of_bytes(original, str(source), self.max_pixels)
         else:
             picture = read_picture(source)
         if strip:
             picture = picture.stripped()
-        if picture.plain:  # an 8-bit image and nothing else: a version 2/3 stream
+        if bands.banded(picture.width, picture.height) and not bits_map:  # a large picture: in bands
+            buffer = io.BytesIO()
+            ideal_bits = bands.encode(self, whole(picture), buffer, self._band_threads)[1]
+            data, representation, fell_back, bits = buffer.getvalue(), envelope.NAMES[envelope.BANDS], False, None
+        elif picture.plain:  # an 8-bit image and nothing else: a version 2/3 stream
             data, ideal_bits, fell_back, bits = self._stream(picture.samples, bits_map)
             representation = unpack(data)[0].numeric_mode if fell_back else "model"
         else:
@@ -279,8 +336,12 @@ class StreamCodec:
         for version 2/3 streams, the original's format (PNG, TIFF, PNM) with its metadata for version 4,
         the input file itself for version 5 (a JPEG: the very same .jpg). Returns its samples (None
         for a version 5 file whose pixels pixlm does not read, as a CMYK JPEG's, or with samples=False:
-        the file is written back without decoding its pixels) and the Report."""
+        the file is written back without decoding its pixels) and the Report. A stream of bands
+        (version 6) is read, decoded and written a band at a time."""
         start = time.perf_counter()
+        with open(in_path, "rb") as f:
+            if envelope.is_bands(f.read(5)):
+                return self._decode_file_bands(Path(in_path), out_path, samples, start)
         data = Path(in_path).read_bytes()
         self.timing = {}
         original = self._timed("restore", self._kept_file, data) if keep.is_kept(data) else None
@@ -306,12 +367,36 @@ class StreamCodec:
                                timing=self._breakdown(seconds), depth=depth, representation=representation,
                                notes=notes)
 
+    def _decode_file_bands(self, in_path: Path, out_path, samples: bool, start: float):
+        """`decode` of a stream of bands: each band's rows written out as they come (whole or not at all)."""
+        self.timing = {}
+        rows = [] if samples else None
+        with open(in_path, "rb") as f:
+            env, _ = envelope.read_head(f)
+            f.seek(0)
+            head = self._picture(np.zeros((0, env.width, env.channels), np.uint16 if env.depth > 8 else np.uint8),
+                                 env.entries)
+            if out_path is None:
+                bands.decode(self, f, rows.append, self._band_threads)
+            else:
+                with open_writer(out_path, head, env.height) as write:
+                    bands.decode(self, f, write if rows is None else lambda band: write(band) or rows.append(band),
+                                 self._band_threads)
+        seconds = time.perf_counter() - start
+        return (np.concatenate(rows) if rows else None), Report(
+            str(in_path), env.width, env.height, env.channels, in_path.stat().st_size, seconds,
+            depth=env.depth, representation=envelope.NAMES[envelope.BANDS])
+
     def decode_picture(self, data: bytes) -> Picture:
         """The picture of .pxl bytes: samples at full depth with the original's format and metadata."""
         self.timing = {}
         original = self._kept_file(data)
         if original is not None:
             return self._kept_picture(original)
+        if envelope.is_bands(data):
+            rows = []
+            env = bands.decode(self, io.BytesIO(data), rows.append, self._band_threads)
+            return self._picture(np.concatenate(rows), env.entries)
         if envelope.is_envelope(data):
             return self._open_envelope(data)
         return plain_picture(self._decode_stream(data))
@@ -382,8 +467,12 @@ class StreamCodec:
             raise CodecError("damaged payload: the decoded samples fail the CRC check; the output was not written")
         if env.depth < 8 and samples.max(initial=0) >= 1 << env.depth:
             raise CodecError(f"damaged payload: samples beyond {env.depth} bits")
+        return self._picture(samples, env.entries)
+
+    @staticmethod
+    def _picture(samples: np.ndarray, entries: list) -> Picture:
         try:
-            return Picture.from_entries(samples, env.entries)
+            return Picture.from_entries(samples, entries)
         except (ValueError, KeyError, TypeError) as err:
             raise CodecError(f"damaged format entry ({err})") from None
 

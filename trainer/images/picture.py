@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.images import png, pnm, tiff
+from trainer.images import limit, png, pnm, tiff
 from trainer.errors import PixlmError
 
 LAYOUTS = ("L", "LA", "RGB", "RGBA", "P")  # P: palette indices, the palette in a PLTE chunk
@@ -162,12 +162,14 @@ def read_picture(source) -> Picture:
     return picture_of_bytes(data, name)
 
 
-def picture_of_bytes(data: bytes, name: str = "image") -> Picture:
-    """The Picture of an image file's bytes (`name` says which file in a refusal)."""
+def picture_of_bytes(data: bytes, name: str = "image", max_pixels: int | None = limit.MAX_PIXELS) -> Picture:
+    """The Picture of an image file's bytes (`name` says which file in a refusal); a declared size
+    above `max_pixels` is refused before any sample is decoded."""
     from PIL import Image
 
     if not data:
         raise ImageModeError(f"{name}: empty file")
+    limit.check(limit.declared_size(data), name, max_pixels)
     try:
         if data.startswith(png.SIGNATURE):
             picture = _from_png(data)
@@ -184,7 +186,7 @@ def picture_of_bytes(data: bytes, name: str = "image") -> Picture:
             import io
 
             try:
-                with Image.open(io.BytesIO(data)) as image:
+                with limit.unlimited_pillow(), Image.open(io.BytesIO(data)) as image:  # pixlm's limit holds
                     image.load()
                     picture = _from_pillow(image, name)
             except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:

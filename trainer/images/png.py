@@ -61,44 +61,77 @@ class Ihdr:
         return COLOUR_TYPES[self.colour_type][1]
 
 
+PIECE = 1 << 20  # image data is read in pieces of at most this many bytes (memory: bounded by it)
+
+
 def read_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     """(type, data) of every chunk up to IEND, CRCs and order checked. IDAT chunks collapse into one
     marker entry (type IDAT, empty data): where the image data stood among the others."""
-    if not data.startswith(SIGNATURE):
+    return file_chunks(io.BytesIO(data))
+
+
+def file_chunks(f) -> list[tuple[bytes, bytes]]:
+    """read_chunks of a file object, the image data read in pieces and checked, never held."""
+    chunks = []
+    for kind, body in walk(f):
+        if kind != IDAT:
+            chunks.append((kind, body))
+        elif chunks[-1][0] != IDAT:
+            chunks.append((IDAT, b""))
+    return chunks
+
+
+def walk(f):
+    """Every chunk of the PNG file object `f` up to IEND, checked (signature, CRCs, order): (type,
+    data) for each chunk but IDAT, (IDAT, piece) for each piece of image data in order."""
+    if f.read(len(SIGNATURE)) != SIGNATURE:
         raise PngError("not a PNG file (bad signature)")
-    chunks, pos, seen = [], len(SIGNATURE), set()
+    seen, last = set(), None
     while True:
-        if pos + 8 > len(data):
+        head = f.read(8)
+        if len(head) < 8:
             raise PngError("truncated file (no IEND chunk)")
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        body = data[pos + 8:pos + 8 + length]
-        if length >= 2 ** 31 or pos + 12 + length > len(data):
-            raise PngError(f"truncated file ({kind.decode('latin-1')!r} chunk cut short)")
-        (crc,) = struct.unpack_from(">I", data, pos + 8 + length)
-        if zlib.crc32(kind + body) != crc:
-            raise PngError(f"corrupted {kind.decode('latin-1')} chunk (CRC mismatch)")
-        pos += 12 + length
-        if not chunks and kind != b"IHDR":
+        length, kind = struct.unpack(">I4s", head)
+        name = kind.decode("latin-1")
+        if length >= 2 ** 31:
+            raise PngError(f"truncated file ({name!r} chunk cut short)")
+        if last is None and kind != b"IHDR":
             raise PngError("the first chunk is not IHDR")
+        if kind == IDAT:
+            if IDAT in seen and last != IDAT:
+                raise PngError("IDAT chunks are not consecutive")
+            crc = zlib.crc32(kind)
+            for offset in range(0, max(length, 1), PIECE):  # an empty IDAT is still where the data stands
+                piece = f.read(min(PIECE, length - offset))
+                if len(piece) < min(PIECE, length - offset):
+                    raise PngError(f"truncated file ({name!r} chunk cut short)")
+                crc = zlib.crc32(piece, crc)
+                yield IDAT, piece
+            body = b""
+        else:
+            body = f.read(length)
+            if len(body) < length:
+                raise PngError(f"truncated file ({name!r} chunk cut short)")
+            crc = zlib.crc32(kind + body)
+        stored = f.read(4)
+        if len(stored) < 4:
+            raise PngError(f"truncated file ({name!r} chunk cut short)")
+        if crc != struct.unpack(">I", stored)[0]:
+            raise PngError(f"corrupted {name} chunk (CRC mismatch)")
         if kind == b"IEND":
             break
         if kind in (b"acTL", b"fcTL", b"fdAT"):
             raise PngError("animated PNG (APNG): pixlm codes still images only")
-        if kind == IDAT:
-            if IDAT in seen and chunks[-1][0] != IDAT:
-                raise PngError("IDAT chunks are not consecutive")
-            if chunks[-1][0] != IDAT:
-                chunks.append((IDAT, b""))
-        else:
+        if kind != IDAT:
             if kind[0] & 0x20 == 0 and kind not in (b"IHDR", b"PLTE"):
-                raise PngError(f"unknown critical chunk {kind.decode('latin-1')!r}")
+                raise PngError(f"unknown critical chunk {name!r}")
             if kind in (b"IHDR", b"PLTE") and kind in seen:
                 raise PngError(f"more than one {kind.decode()} chunk")
-            chunks.append((kind, body))
+            yield kind, body
         seen.add(kind)
+        last = kind
     if IDAT not in seen:
         raise PngError("no image data (IDAT)")
-    return chunks
 
 
 @contextmanager
@@ -152,11 +185,14 @@ def _rows(samples: np.ndarray, depth: int) -> np.ndarray:
     return np.packbits(bits.reshape(height, width * depth), axis=1)
 
 
-def _filtered(rows: np.ndarray, bpp: int) -> bytes:
-    """Each row with the filter (none, sub, up, average, Paeth) of least absolute sum (libpng's heuristic)."""
-    out, previous = [], np.zeros(rows.shape[1], dtype=np.int16)
-    for start in range(0, rows.shape[0], 256):  # memory: a slab of rows at a time
-        raw = rows[start:start + 256].astype(np.int16)
+def _filtered(rows: np.ndarray, bpp: int, above: np.ndarray | None = None) -> bytes:
+    """Each row with the filter (none, sub, up, average, Paeth) of least absolute sum (libpng's
+    heuristic); `above`: the scanline before the first (a band of a larger image), else zeros."""
+    out = []
+    previous = np.zeros(rows.shape[1], dtype=np.int16) if above is None else above.astype(np.int16)
+    slab = max(1, (1 << 19) // max(1, rows.shape[1]))  # memory: a slab of ~0.5 M bytes of rows at a time
+    for start in range(0, rows.shape[0], slab):
+        raw = rows[start:start + slab].astype(np.int16)
         up = np.vstack([previous[None], raw[:-1]])
         left = np.zeros_like(raw)
         left[:, bpp:] = raw[:, :-bpp]

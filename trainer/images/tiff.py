@@ -39,13 +39,27 @@ def _value(item):
     return base64.b64decode(item["b64"]) if isinstance(item, dict) else item
 
 
-def decode(data: bytes) -> tuple[np.ndarray, dict, list[str]]:
-    """(samples (H, W, C), record of what to write back, names of tags not carried)."""
+def _tifffile():
     import logging
 
     import tifffile
 
-    logging.getLogger("tifffile").setLevel(logging.ERROR)  # a damaged file is our one error line, not its log
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)  # a damaged file is our one error line, not its log
+    return tifffile
+
+
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of the first image, read from its directory alone; None where it has none."""
+    try:
+        with _tifffile().TiffFile(io.BytesIO(data)) as tif:
+            return int(tif.pages[0].imagewidth), int(tif.pages[0].imagelength)
+    except Exception:  # noqa: BLE001 (decode gives a damaged file's one-line reason)
+        return None
+
+
+def decode(data: bytes) -> tuple[np.ndarray, dict, list[str]]:
+    """(samples (H, W, C), record of what to write back, names of tags not carried)."""
+    tifffile = _tifffile()
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
             if len(tif.pages) == 0:
