@@ -37,7 +37,7 @@ def band_rows(width: int, height: int) -> int:
 
 
 def _ordered(jobs, work, threads: int):
-    """work(job) of every job in order, at most `threads` running or waiting to be taken (memory)."""
+    """work(job) of every job, in order; at most threads + 1 jobs taken and not yet given back (memory)."""
     with ThreadPoolExecutor(max(1, threads)) as pool:
         pending = []
         for job in jobs:
