@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from trainer.engine import colour, kernel, rangecoder
+from trainer.engine.models import network
 from trainer.engine.settings import ORDERS, Choice, EngineSettings
 from trainer.errors import PixlmError
 
@@ -103,7 +104,8 @@ def _encode(image, settings: EngineSettings, tables: dict, threads, lengths) -> 
 
 
 def _tables(tables: dict) -> kernel.Tables:
-    return kernel.Tables(tables["cdf"], tables["scale_of"], tables["buckets"], tables["code_length"])
+    return kernel.Tables(tables["cdf"], tables["scale_of"], tables["buckets"], tables["code_length"],
+                         network.from_tables(tables))
 
 
 def decode(payload: bytes, shape: tuple[int, int, int], settings: EngineSettings, tables: dict,

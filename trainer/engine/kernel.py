@@ -44,7 +44,7 @@ import numpy as np
 
 from trainer.engine import mixing, rangecoder as rc
 from trainer.engine.logistic import STRETCH
-from trainer.engine.models import contexts, corrections, energy, least_squares, lms, predictors, rows, scale
+from trainer.engine.models import contexts, corrections, energy, least_squares, lms, network, predictors, rows, scale
 from trainer.engine.models.corrections import NU, NUR
 from trainer.engine.models.counters import CTX_BITS, RATES
 from trainer.engine.models.predictors import K
@@ -53,19 +53,20 @@ from trainer.engine.tables import SH, cum, find
 
 ONE = 1 << SH
 
-Tables = namedtuple("Tables", "cdf scale_of edges code_length")  # the bundle's tables (trainer.engine.tables)
+Tables = namedtuple("Tables", "cdf scale_of edges code_length net")  # the bundle's tables (trainer.engine.tables), its network
 Stream = namedtuple("Stream", "decode enc out dec data")  # the range coder's state: the encoder's or the decoder's
 # one stripe's models: the neighbourhood, the LMS, the least squares, the scale, the mixing stage
 Models = namedtuple("Models", "rows lms ols scale mix")
-# per-pixel scratch: sub-predictions, correction inputs, this pixel's residuals, counter contexts, selectors
-Scratch = namedtuple("Scratch", "preds u residual cx sel")
+# per-pixel scratch: sub-predictions, correction inputs, this pixel's residuals, counter contexts, selectors,
+# the network's inputs
+Scratch = namedtuple("Scratch", "preds u residual cx sel f")
 
 
 @numba.njit(cache=True, nogil=True)
 def new_models(width, channels, t, p):
     n_parity = 4 if p.parity > 0 else 1
     sets = channels * p.weight_sets * n_parity
-    return Models(rows.new(width, channels, K), lms.new(sets, NU), least_squares.new(sets, NUR),
+    return Models(rows.new(width, channels, K), lms.new(sets, NU), least_squares.new(sets, NUR + 1),
                   scale.new(channels, t.edges, 1 << p.intensity_bits, n_parity, p.scale_init),
                   mixing.new_state(channels, contexts.N_CONTEXTS, CTX_BITS))
 
@@ -78,8 +79,9 @@ def code_stripe(image, y0, y1, t, io, p, lengths):
     `lengths` (H, W, C) float32, or any array of size 1, receives each subpixel's code length."""
     width, channels = image.shape[1], image.shape[2]
     md = new_models(width, channels, t, p)
-    sc = Scratch(np.zeros(K, dtype=np.int64), np.zeros(NUR, dtype=np.int64), np.zeros(channels, dtype=np.int64),
-                 np.zeros(contexts.N_CONTEXTS, dtype=np.int64), np.array([0, 0, 0, p.mix_limit, p.mix_lr], dtype=np.int64))
+    sc = Scratch(np.zeros(K, dtype=np.int64), np.zeros(NUR + 1, dtype=np.int64), np.zeros(channels, dtype=np.int64),
+                 np.zeros(contexts.N_CONTEXTS, dtype=np.int64), np.array([0, 0, 0, p.mix_limit, p.mix_lr], dtype=np.int64),
+                 np.zeros(network.D, dtype=np.int64))
     pixels, ideal = 0, 0
     for y in range(y0, y1):
         r0, r1, r2 = rows.rows_at(y - y0)
@@ -153,8 +155,18 @@ def correct(base, bucket, c, pp, X, r0, r1, r2, md, sc, t, p):
         delta, _ = lms.predict(md.lms, ws_lms, sc.u, NU)
         blend = by_lms = base + delta
     if use_ols:
-        blend = base + least_squares.predict(md.ols, ws, sc.u, NUR if p.ols_wide else NU)
+        n = ols_inputs(p)
+        if p.network:  # the network's prediction, one more input of the least squares
+            ref = network.features(md.rows.V, r0, r1, r2, X, c, sc.f)
+            sc.u[n - 1] = (ref << SH) + network.predict(t.net, sc.f, c) - base
+        blend = base + least_squares.predict(md.ols, ws, sc.u, n)
     return max(0, min(255 << SH, blend)), by_lms, ws, ws_lms
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def ols_inputs(p):
+    """The least squares' inputs: the LMS's, with `ols_wide` 8 more, with `network` its prediction."""
+    return (NUR if p.ols_wide else NU) + (1 if p.network else 0)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -163,7 +175,7 @@ def learn(v16, base, by_lms, ws, ws_lms, pixels, md, sc, p):
     use_ols = p.ols > 0
     if use_ols:
         decay = 1.0 - 1.0 / (1 << p.ols_decay_shift)
-        least_squares.update(md.ols, ws, NUR if p.ols_wide else NU, v16 - base, decay, pixels % p.ols_interval == 0,
+        least_squares.update(md.ols, ws, ols_inputs(p), v16 - base, decay, pixels % p.ols_interval == 0,
                              p.ols_ridge * 0.01)
     if not use_ols or p.mix:
         norm = 0

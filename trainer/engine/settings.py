@@ -63,13 +63,16 @@ class EngineSettings:
     # 1: where every pixel is one a JPEG decoder makes from integer Y, Cb, Cr (trainer.engine.colour),
     # the encoder also tries coding those planes instead of R, G, B (the payload's first byte records it)
     colour: int = 0
+    # 1: the bundle's network (trainer.engine.models.network) predicts each value; its prediction is one
+    # more input of the least squares (with `ols`)
+    network: int = 0
 
     def __post_init__(self):
         limits = {"lms_shift": (1, 20), "weight_sets": (1, 8), "ols": (0, 2), "ols_interval": (1, 64),
                   "ols_decay_shift": (4, 20), "ols_ridge": (1, 10000),
                   "energy_channel": (0, 16), "energy_best": (0, 64), "energy_far": (0, 64),
                   "blend_far": (0, 1), "parity": (0, 2), "scale_mix": (0, 4), "fallback_webp": (0, 1),
-                  "fallback_jxl": (0, 10), "mix": (0, 1), "mix_lr": (1, 256), "mix_limit": (1, 1023), "ols_wide": (0, 1), "channel_order": (0, 1), "fallback_best": (0, 1), "colour": (0, 1),
+                  "fallback_jxl": (0, 10), "mix": (0, 1), "mix_lr": (1, 256), "mix_limit": (1, 1023), "ols_wide": (0, 1), "channel_order": (0, 1), "fallback_best": (0, 1), "colour": (0, 1), "network": (0, 1),
                   "scale_adapt_shift": (1, 12), "scale_init": (1, 256), "intensity_bits": (0, 6),
                   "scale_step": (0, 16), "scale_search_shift": (1, 16), "stripe_rows": (0, 1 << 20)}
         for name, (low, high) in limits.items():
