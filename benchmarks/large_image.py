@@ -20,11 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.images import png, png_rows
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from trainer.images import png, png_rows  # noqa: E402
-
 ROWS = 100  # rows written or compared at a time
 # the child's peak RSS (KiB): VmHWM, its own (getrusage's maxrss also counts the parent it was forked from)
 CHILD = """

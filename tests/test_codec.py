@@ -279,12 +279,13 @@ def test_cli_jobs_code_files_in_parallel_processes_with_the_same_bytes(photo, tm
     assert stop.returncode == 2 and "bad.pxl" in stop.stderr and "Traceback" not in stop.stderr
 
 
-def test_cli_reads_stdin_and_writes_stdout(bundle_dir, photo, tmp_path):
+def test_cli_reads_stdin_and_writes_stdout(photo, tmp_path):
     """`-` as input or output: pixlm encode - - < a.png > a.pxl; pixlm decode - - < a.pxl > back.png."""
     import io
 
     crop(photo, 6, 9).save(tmp_path / "a.png")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PIXLM_BUNDLES": str(bundle_dir.parent)}
+    bundle_dir = REPO / "checkpoints" / "pixlm-online-fast"  # the CLI's habits, on the quickest codec
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     run = lambda data, *a: subprocess.run([sys.executable, "-m", "trainer.cli", *map(str, a), "--quiet"], cwd=REPO,
                                           env=env, capture_output=True, input=data)
     enc = run((tmp_path / "a.png").read_bytes(), "encode", "-", "-", "--bundle", bundle_dir)
@@ -296,9 +297,10 @@ def test_cli_reads_stdin_and_writes_stdout(bundle_dir, photo, tmp_path):
     assert bad.returncode == 2 and bad.stdout == b"" and not (tmp_path / "x.png").exists()
 
 
-def test_cli_output_defaults_beside_the_input_or_with_o(bundle_dir, photo, tmp_path):
+def test_cli_output_defaults_beside_the_input_or_with_o(photo, tmp_path):
     crop(photo, 5, 7).save(tmp_path / "a.png")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PIXLM_BUNDLES": str(bundle_dir.parent)}
+    bundle_dir = REPO / "checkpoints" / "pixlm-online-fast"  # the CLI's habits, on the quickest codec
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     run = lambda *a: subprocess.run([sys.executable, "-m", "trainer.cli", *map(str, a), "--quiet"], cwd=REPO,
                                     env=env, capture_output=True, text=True)
     assert run("encode", tmp_path / "a.png", "--bundle", bundle_dir).returncode == 0

@@ -85,3 +85,23 @@ def flush_denormals() -> None:
         except ImportError:
             return
         torch.set_flush_denormal(True)
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the system (glibc's malloc_trim; nothing elsewhere). Large arrays
+    freed by several threads otherwise stay in glibc's heaps once its mmap threshold has risen, and
+    a process that codes band after band grows with the image (`pixlm encode` of an 8000x6000 gray
+    image, fast bundle: peak RSS 264 MB without this after each band, 235 MB with it; a 2000x1500
+    one: 207 MB; tests/test_bands.py)."""
+    import ctypes
+    import ctypes.util
+
+    global _TRIM
+    if _TRIM is None:
+        name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+        _TRIM = getattr(ctypes.CDLL(name), "malloc_trim", False) if name else False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None  # libc's malloc_trim once looked up; False where there is none

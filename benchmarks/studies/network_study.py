@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from trainer.engine import coder
+from trainer.engine.models import network
+from trainer.engine.settings import ORDERS, PRESETS
+from trainer.engine.tables import make_tables
+from trainer.images.files import center_crop, image_files, load_image
 
-from trainer.engine import coder  # noqa: E402
-from trainer.engine.models import network  # noqa: E402
-from trainer.engine.settings import ORDERS, PRESETS  # noqa: E402
-from trainer.engine.tables import make_tables  # noqa: E402
-from trainer.images.files import center_crop, image_files, load_image  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 HELD_OUT = ("005", "012", "023", "036")  # the held-out photos of benchmarks/results/heldout
 DATA = REPO.parent / "shared" / "data"

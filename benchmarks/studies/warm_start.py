@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from trainer.engine import coder
+from trainer.engine.settings import PRESETS
+from trainer.engine.tables import make_tables
+from trainer.images.files import center_crop, load_image
 
-from trainer.engine import coder  # noqa: E402
-from trainer.engine.settings import PRESETS  # noqa: E402
-from trainer.engine.tables import make_tables  # noqa: E402
-from trainer.images.files import center_crop, load_image  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 PHOTOS = REPO.parent / "shared" / "data" / "photos"
 PAIRS = (("001", "005"), ("010", "012"), ("020", "023"))  # (warmed on, then coded)

@@ -17,6 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from trainer.codec import envelope
+from trainer.cpu import release_memory
 from trainer.images import png
 from trainer.images.bands import Source
 from trainer.images.picture import Picture, sample_bytes
@@ -37,13 +38,15 @@ def band_rows(width: int, height: int) -> int:
 
 
 def _ordered(jobs, work, threads: int):
-    """work(job) of every job, in order; at most threads + 1 jobs taken and not yet given back (memory)."""
-    with ThreadPoolExecutor(max(1, threads)) as pool:
+    """work(job) of every job, in order, at most `threads` at once (memory: a band's models each)."""
+    threads = max(1, threads)
+    with ThreadPoolExecutor(threads) as pool:
         pending = []
         for job in jobs:
-            pending.append(pool.submit(work, job))
-            if len(pending) > threads:
+            if len(pending) == threads:
                 yield pending.pop(0).result()
+                release_memory()
+            pending.append(pool.submit(work, job))
         for future in pending:
             yield future.result()
 

@@ -28,7 +28,7 @@ Per subpixel (raster order, channels in order; every channel of a pixel sees the
 
 Each model is a module of trainer.engine.models with its state as a namedtuple of arrays
 (`rows`, `predictors`, `energy`, `corrections` + `lms` + `least_squares`, `scale`, `contexts`,
-`counters`, `mixer`, `apm`); `code_subpixel` below wires them in the order above. Settings
+`counters`, `mixer`, `apm`, and with `network` a trained `network`); `code_subpixel` below wires them in the order above. Settings
 arrive by name (trainer.engine.settings.Params).
 
 Exactness: everything but the least-squares stage is integer arithmetic. The least squares run in

@@ -95,9 +95,9 @@ def walk(f):
         name = kind.decode("latin-1")
         if length >= 2 ** 31:
             raise PngError(f"truncated file ({name!r} chunk cut short)")
-        if last is None and kind != b"IHDR":
-            raise PngError("the first chunk is not IHDR")
         if kind == IDAT:
+            if last is None:
+                raise PngError("the first chunk is not IHDR")
             if IDAT in seen and last != IDAT:
                 raise PngError("IDAT chunks are not consecutive")
             crc = zlib.crc32(kind)
@@ -118,6 +118,8 @@ def walk(f):
             raise PngError(f"truncated file ({name!r} chunk cut short)")
         if crc != struct.unpack(">I", stored)[0]:
             raise PngError(f"corrupted {name} chunk (CRC mismatch)")
+        if last is None and kind != b"IHDR":
+            raise PngError("the first chunk is not IHDR")
         if kind == b"IEND":
             break
         if kind in (b"acTL", b"fcTL", b"fdAT"):
