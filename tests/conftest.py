@@ -3,6 +3,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2`: one torch thread per worker (two would oversubscribe
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # the cores, and OpenMP's waiting threads slow both ~10x)
 
 from pathlib import Path
 
