@@ -370,7 +370,7 @@ class StreamCodec:
     def _decode_file_bands(self, in_path: Path, out_path, samples: bool, start: float):
         """`decode` of a stream of bands: each band's rows written out as they come (whole or not at all)."""
         self.timing = {}
-        rows = [] if samples else None
+        rows = [] if samples or out_path is None else None
         with open(in_path, "rb") as f:
             env, _ = envelope.read_head(f)
             f.seek(0)
