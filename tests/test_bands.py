@@ -213,5 +213,6 @@ def test_peak_memory_does_not_grow_with_the_image(tmp_path):
         assert envelope.is_bands((tmp_path / "in.pxl").read_bytes()[:5])
         peaks[width] = (encode, decode)
         del image
+    print("peak RSS, KiB (encode, decode):", peaks)  # `pytest -s -k peak` shows the figures
     (small_encode, small_decode), (large_encode, large_decode) = peaks[2000], peaks[8000]
     assert large_encode < 1.25 * small_encode and large_decode < 1.25 * small_decode, peaks

@@ -90,9 +90,9 @@ def flush_denormals() -> None:
 def release_memory() -> None:
     """Hand freed memory back to the system (glibc's malloc_trim; nothing elsewhere). Large arrays
     freed by several threads otherwise stay in glibc's heaps once its mmap threshold has risen, and
-    a process that codes band after band grows with the image (`pixlm encode` of an 8000x6000 gray
-    image, fast bundle: peak RSS 264 MB without this after each band, 235 MB with it; a 2000x1500
-    one: 207 MB; tests/test_bands.py)."""
+    a process that codes band after band grows with the image (the 8000x6000 encode of
+    `pytest -s tests/test_bands.py -k peak`, AVX2 machine: peak RSS 264 MB without this after each
+    band, 235 MB with it; the 2000x1500 one 207 MB)."""
     import ctypes
     import ctypes.util
 

@@ -5,7 +5,6 @@ the Report of a coding run. `trainer.codec.patch` (LM bundles) and `trainer.code
 """
 
 import io
-import os
 import time
 import zlib
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from trainer.codec.container import Header, pack, unpack
 from trainer.cpu import flush_denormals
 from trainer.images import limit
 from trainer.images.bands import open_source, open_writer, whole
-from trainer.images.files import write_file
+from trainer.images.files import write_file, written_whole
 from trainer.images.picture import (Picture, picture_bytes, picture_of_bytes, plain_picture, read_picture,
                                     sample_bytes)
 from trainer.tokenize.pixels import MODES
@@ -168,8 +167,7 @@ class StreamCodec:
         all); the file's own bytes where the stream came out larger than the file."""
         start = time.perf_counter()
         self.timing = {}
-        temporary = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-        try:
+        with written_whole(out_path) as temporary:
             with open_source(path, self.max_pixels) as source, open(temporary, "wb") as f:
                 if strip:
                     source.head = source.head.stripped()
@@ -184,9 +182,6 @@ class StreamCodec:
                     size, ideal, representation = len(kept), None, envelope.NAMES[envelope.FILE]
                     notes = [f"kept the file's own bytes{keep.CODERS_SAID[envelope.unpack(kept).low]}: "
                              f"the coded stream was larger"]
-            os.replace(temporary, out_path)
-        finally:
-            temporary.unlink(missing_ok=True)
         seconds = time.perf_counter() - start
         subpixels = head.width * source.height * head.channels
         return Report("", head.width, source.height, head.channels, size, seconds,  # no breakdown: bands overlap

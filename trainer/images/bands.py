@@ -3,7 +3,6 @@ bounded: PNG (not interlaced) and binary PGM/PPM straight from the file; other f
 interlaced PNG, what Pillow reads) are decoded whole, within the pixel limit, then handed out
 in bands. Written back the same way: PNG and PNM by rows, other formats whole."""
 
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from trainer.images import limit, png, pnm
+from trainer.images.files import written_whole
 from trainer.images.picture import ImageModeError, Picture, picture_bytes, picture_of_bytes
 
 HEAD = 1 << 12  # bytes of a file read to learn its format and declared size
@@ -99,24 +99,18 @@ def open_writer(path: Path, head: Picture, height: int):
     """A function that writes the next band of rows of the picture `head` describes into `path`:
     PNG (not interlaced) and PNM by rows, other formats gathered and written whole at the end.
     Written whole or not at all: a temporary name beside `path`, renamed once complete."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as f:
-            if head.format == "png" and not head.ihdr.interlace:
-                from trainer.images.png_rows import RowWriter
+    with written_whole(path) as temporary, open(temporary, "wb") as f:
+        if head.format == "png" and not head.ihdr.interlace:
+            from trainer.images.png_rows import RowWriter
 
-                writer = RowWriter(f, png.Ihdr(head.width, height, head.depth, head.ihdr.colour_type, 0), head.chunks)
-                yield writer.write
-                writer.close()
-            elif head.format == "pnm":
-                f.write(pnm.header(head.width, height, head.channels, head.record["maxval"]))
-                yield lambda samples: f.write(pnm.body(samples, head.record["maxval"]))
-            else:
-                bands = []
-                yield bands.append
-                f.write(picture_bytes(Picture(np.concatenate(bands), head.depth, head.layout, head.format,
-                                              head.chunks, head.record)))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+            writer = RowWriter(f, png.Ihdr(head.width, height, head.depth, head.ihdr.colour_type, 0), head.chunks)
+            yield writer.write
+            writer.close()
+        elif head.format == "pnm":
+            f.write(pnm.header(head.width, height, head.channels, head.record["maxval"]))
+            yield lambda samples: f.write(pnm.body(samples, head.record["maxval"]))
+        else:
+            bands = []
+            yield bands.append
+            f.write(picture_bytes(Picture(np.concatenate(bands), head.depth, head.layout, head.format,
+                                          head.chunks, head.record)))

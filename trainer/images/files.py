@@ -2,6 +2,7 @@
 the bench, and outputs written whole or not at all."""
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +52,19 @@ def save_png(array: np.ndarray, path) -> None:
 
 
 def write_file(path, data: bytes) -> None:
-    """Write `data` to `path` whole: a temporary name beside it, then a rename (a killed run never
-    leaves a torn file under the real name)."""
+    """Write `data` to `path` whole (`written_whole`)."""
+    with written_whole(path) as temporary:
+        temporary.write_bytes(data)
+
+
+@contextmanager
+def written_whole(path):
+    """A temporary path beside `path` to write; renamed to `path` when the block ends, removed if it
+    raises (a killed or failed run never leaves a torn file under the real name)."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temporary.write_bytes(data)
+        yield temporary
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

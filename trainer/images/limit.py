@@ -4,7 +4,6 @@ refused in one line before anything is allocated. The limit is the user's to rai
 (`--max-pixels`, as Pillow's MAX_IMAGE_PIXELS and libjxl's limits are)."""
 
 import io
-import re
 import struct
 
 from trainer.errors import PixlmError
@@ -24,8 +23,10 @@ def declared_size(data: bytes) -> tuple[int, int] | None:
     if data.startswith(png.SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 24:
         return struct.unpack(">II", data[16:24])
     if pnm.is_pnm(data):
-        match = re.match(rb"P[1-7](?:\s|#[^\n]*\n)+(\d+)(?:\s|#[^\n]*\n)+(\d+)", data)
-        return (int(match.group(1)), int(match.group(2))) if match else None
+        try:
+            return pnm.read_header(data)[1:3]
+        except pnm.PnmError:  # a PNM pixlm does not read: its reader says so
+            return None
     if tiff.is_tiff(data):
         return tiff.declared_size(data)
     from PIL import Image
