@@ -96,15 +96,17 @@ def test_golden_jpeg_streams_decode_and_reencode_to_the_same_bytes(preset, tmp_p
 
 
 @pytest.mark.parametrize("preset", ["fast", "max"])
-def test_streams_of_the_previous_bundles_still_decode(preset, tmp_path):
-    """A re-exported bundle has a new id; the previous one stays under checkpoints/previous, so an
-    archive's streams made before (tests/expected/previous: the golden streams of 4c2152c) decode
-    through the CLI, finding their bundle by the id in the file."""
+@pytest.mark.parametrize("date", ["2026-12-06", "2026-12-07"])
+def test_streams_of_the_previous_bundles_still_decode(preset, date, tmp_path):
+    """A re-exported bundle has a new id; the previous ones stay under checkpoints/previous, so an
+    archive's streams made before (tests/expected/previous: the golden streams of 4c2152c, before
+    the JPEG colour transform, and of 9a602e8, before the seen-colours model) decode through the
+    CLI, finding their bundle by the id in the file."""
     import subprocess
     import sys
 
     root = Path(__file__).parents[1]
-    stream = root / "tests" / "expected" / "previous" / f"astronaut-64x40.online-{preset}-2026-12-06.pxl"
+    stream = root / "tests" / "expected" / "previous" / f"astronaut-64x40.online-{preset}-{date}.pxl"
     run = subprocess.run([sys.executable, "-m", "trainer.cli", "decode", str(stream), str(tmp_path / "back.png")],
                          cwd=root, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr

@@ -185,6 +185,9 @@ def export_online(out: Path, preset: str = "fast", overrides: dict | None = None
            "middle rows smallest). " if settings.channel_order else "")
         + ("An image a JPEG decoder made (every pixel on libjpeg's integer YCbCr-to-RGB lattice) is coded "
            "as its Y, Cb, Cr planes (trainer/engine/colour.py). " if settings.colour else "")
+        + ("The mixers also see which values each channel took after the same values of the pixel's earlier "
+           "channels (trainer/engine/models/seen.py): sources whose colours lie on a rounded lattice (video "
+           "frames, Photo CD) code far smaller. " if settings.seen else "")
         + "It adapts to every image while coding and stores "
         "nothing but the coded values." + (f" The encoder also tries {' and '.join(fallbacks)} and keeps the "
                                            "smallest stream." if fallbacks else "")

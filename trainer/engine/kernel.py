@@ -44,7 +44,7 @@ import numpy as np
 
 from trainer.engine import mixing, rangecoder as rc
 from trainer.engine.logistic import STRETCH
-from trainer.engine.models import contexts, corrections, energy, least_squares, lms, network, predictors, rows, scale
+from trainer.engine.models import contexts, corrections, energy, least_squares, lms, network, predictors, rows, scale, seen
 from trainer.engine.models.corrections import NU, NUR
 from trainer.engine.models.counters import CTX_BITS, RATES
 from trainer.engine.models.predictors import K
@@ -68,7 +68,7 @@ def new_models(width, channels, t, p):
     sets = channels * p.weight_sets * n_parity
     return Models(rows.new(width, channels, K), lms.new(sets, NU), least_squares.new(sets, NUR + 1),
                   scale.new(channels, t.edges, 1 << p.intensity_bits, n_parity, p.scale_init),
-                  mixing.new_state(channels, contexts.N_CONTEXTS, CTX_BITS))
+                  mixing.new_state(channels, contexts.N_CONTEXTS, CTX_BITS, p.seen))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -80,7 +80,7 @@ def code_stripe(image, y0, y1, t, io, p, lengths):
     width, channels = image.shape[1], image.shape[2]
     md = new_models(width, channels, t, p)
     sc = Scratch(np.zeros(K, dtype=np.int64), np.zeros(NUR + 1, dtype=np.int64), np.zeros(channels, dtype=np.int64),
-                 np.zeros(contexts.N_CONTEXTS, dtype=np.int64), np.array([0, 0, 0, p.mix_limit, p.mix_lr], dtype=np.int64),
+                 np.zeros(contexts.N_CONTEXTS, dtype=np.int64), np.array([0, 0, 0, p.mix_limit, p.mix_lr, -1, 0, 0, 0, 0, p.halvings], dtype=np.int64),
                  np.zeros(network.D, dtype=np.int64))
     pixels, ideal = 0, 0
     for y in range(y0, y1):
@@ -121,12 +121,19 @@ def code_subpixel(image, y, x, c, r0, r1, r2, pixels, md, sc, t, io, p):
         contexts.fill(sc.cx, V, md.rows.res, sc.residual, r0, r1, r2, X, c, bucket, nb, gradient, texture, keep_w, keep_n,
                       P, mu, mu2, sc.preds[14 if c >= 1 else 2], par)
         contexts.select(sc.sel, c, V.shape[2], bucket, nb, keep_w, V[r1, X, c] - P, pixels, p.mix_lr)
+        if p.seen:
+            row = seen.key(V, r0, X, c, p.seen)
+            sc.sel[mixing.SEEN_ROW], sc.sel[mixing.CHANNEL], sc.sel[mixing.PREDICTION] = row, c, P
+            if row >= 0:
+                sc.sel[mixing.SEEN_WINDOW], sc.sel[mixing.SEEN_FULL] = seen.window(md.mix.seen, row, P)
         v, bits = mixing.code_value(md.mix, v, P, table, offset, mu, mu2, sc.cx, sc.sel, STRETCH, RATES, t.code_length,
                                     io.decode, io.enc, io.out, io.dec, io.data)
     else:
         v, bits = code_direct(v, table, offset, mu, t.code_length, io)
     if io.decode:
         image[y, x, c] = v
+    if p.seen and p.mix and sc.sel[mixing.SEEN_ROW] >= 0:
+        seen.add(md.mix.seen, sc.sel[mixing.SEEN_ROW], v)
     v16 = v << SH
     rows.keep(md.rows, r0, X, c, v, v16, mu)
     predictors.update(md.rows.err, r0, X, c, v16, sc.preds)

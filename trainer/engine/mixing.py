@@ -29,20 +29,28 @@ import numpy as np
 
 from trainer.engine import rangecoder as rc
 from trainer.engine.logistic import SQUASH_POINTS, squash
-from trainer.engine.models import apm, counters, mixer
+from trainer.engine.models import apm, counters, mixer, seen
 from trainer.engine.models.contexts import APM_CONTEXTS, MIXER_SETS, MIXER_SETS2, NODES
 from trainer.engine.tables import cum, find
 
-# one stripe's adaptive state: counters (models x 2**bits), mixer weights, APM maps, the inputs
-State = namedtuple("State", "counters weights apm x")
+# one stripe's adaptive state: counters (models x 2**bits), mixer weights, APM maps, the inputs,
+# the colours seen (trainer.engine.models.seen) and the index of its counter for this decision
+State = namedtuple("State", "counters weights apm x seen j")
+
+# sel, the per-subpixel choices (trainer.engine.models.contexts.select): the two mixers' weight sets,
+# the APM's context, the counters' limit, the mixers' learning rate, the seen-colours row (-1: none),
+# the channel, the prediction rounded, the seen row's window around it and fullness (trainer.engine.models.seen.window),
+# whether values are halved down to the value (setting `halvings`)
+SEEN_ROW, CHANNEL, PREDICTION, SEEN_WINDOW, SEEN_FULL, HALVINGS = 5, 6, 7, 8, 9, 10
 
 
 @numba.njit(cache=True, nogil=True)
-def new_state(channels, n_contexts, counter_bits):
-    n_inputs = n_contexts + 3  # the logistic, the counters, a second logistic, a bias
+def new_state(channels, n_contexts, counter_bits, with_seen):
+    n_inputs = n_contexts + 3 + (1 if with_seen else 0)  # the logistic, the counters, a second logistic, a bias, the seen colours
     return State(counters.new(n_contexts, 1 << counter_bits),
                  mixer.new(channels * NODES * (MIXER_SETS + MIXER_SETS2), n_inputs),
-                 apm.new(channels * APM_CONTEXTS * NODES), np.zeros(n_inputs, dtype=np.int64))
+                 apm.new(channels * APM_CONTEXTS * NODES), np.zeros(n_inputs, dtype=np.int64),
+                 seen.new(with_seen, NODES), np.zeros(1, dtype=np.int64))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -73,7 +81,7 @@ def _decision(stage, b, lo, hi, v, P, up, m):
 
 
 @numba.njit(cache=True, nogil=True)
-def _inputs(st, table, offset, mu, mu2, a1, b1, a0, b0, cx, node, stretch):
+def _inputs(st, table, offset, mu, mu2, a1, b1, a0, b0, cx, node, sel, stretch):
     x = st.x
     n = cx.shape[0]
     x[0] = _stretched(table, offset, mu, a1, b1, a0, b0, stretch)
@@ -81,6 +89,18 @@ def _inputs(st, table, offset, mu, mu2, a1, b1, a0, b0, cx, node, stretch):
         x[i + 1] = stretch[counters.p12(st.counters, i, cx[i] + node)]
     x[n + 1] = _stretched(table, offset, mu2, a1, b1, a0, b0, stretch)
     x[n + 2] = 256
+    if _with_seen(st, cx, sel):
+        st.j[0] = seen.context(sel[SEEN_WINDOW], sel[SEEN_FULL], sel[CHANNEL], node, NODES, sel[PREDICTION],
+                               a1, b1, a0, b0)
+        x[n + 3] = stretch[counters.p12(st.seen.counters, 0, st.j[0])]
+    elif x.shape[0] > n + 3:
+        x[n + 3] = 0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _with_seen(st, cx, sel):
+    """Is the seen-colours model on, with a row for this subpixel?"""
+    return st.x.shape[0] > cx.shape[0] + 3 and sel[SEEN_ROW] >= 0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -102,7 +122,7 @@ def _code_bit(bit, p16, decode, enc, out, dec, data):
 def _decide(st, bit, table, offset, mu, mu2, a1, b1, a0, b0, node, cx, sel, stretch, points, rates, code_length,
             decode, enc, out, dec, data):
     """Code one decision (the decoder's bit comes from the stream) and learn from it: (bit, cost)."""
-    _inputs(st, table, offset, mu, mu2, a1, b1, a0, b0, cx, node, stretch)
+    _inputs(st, table, offset, mu, mu2, a1, b1, a0, b0, cx, node, sel, stretch)
     ws, ws2 = sel[0] + node, sel[1] + node
     dot1, dot2 = mixer.dot(st.weights, ws, st.x), mixer.dot(st.weights, ws2, st.x)
     pm = squash(max(-2047, min(2047, (dot1 + dot2) >> 17)), points)
@@ -114,6 +134,8 @@ def _decide(st, bit, table, offset, mu, mu2, a1, b1, a0, b0, node, cx, sel, stre
     mixer.update(st.weights, ws2, st.x, dot2, bit, sel[4], points)
     for i in range(cx.shape[0]):
         counters.update(st.counters, i, cx[i] + node, bit, sel[3], rates)
+    if _with_seen(st, cx, sel):
+        counters.update(st.seen.counters, 0, st.j[0], bit, sel[3], rates)
     return bit, code_length[p16 if bit else 65536 - p16]
 
 
@@ -179,6 +201,8 @@ def code_value(st, v, P, table, offset, mu, mu2, cx, sel, stretch, rates, code_l
                 halved = 1
                 continue
         if stage == 3:
+            if hi > lo and sel[HALVINGS] and _with_seen(st, cx, sel):
+                continue  # halvings down to the value: the seen colours know which values occur
             if hi > lo:
                 v, bits = _last(v, P, up, m, lo, hi, table, offset, mu, code_length, decode, enc, out, dec, data)
                 return v, cost + bits

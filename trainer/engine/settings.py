@@ -66,13 +66,19 @@ class EngineSettings:
     # 1: the bundle's network (trainer.engine.models.network) predicts each value; its prediction is one
     # more input of the least squares (with `ols`)
     network: int = 0
+    # 1: a model of the colours seen so far (trainer.engine.models.seen) is one more input of the mixers;
+    # 2: its second channel's rows also keyed by the left neighbour's difference of the first two
+    seen: int = 0
+    # 1: with `seen`, a value's last steps are binary decisions too, down to the value, not one symbol
+    # under the logistic (slower where residuals are large)
+    halvings: int = 0
 
     def __post_init__(self):
         limits = {"lms_shift": (1, 20), "weight_sets": (1, 8), "ols": (0, 2), "ols_interval": (1, 64),
                   "ols_decay_shift": (4, 20), "ols_ridge": (1, 10000),
                   "energy_channel": (0, 16), "energy_best": (0, 64), "energy_far": (0, 64),
                   "blend_far": (0, 1), "parity": (0, 2), "scale_mix": (0, 4), "fallback_webp": (0, 1),
-                  "fallback_jxl": (0, 10), "mix": (0, 1), "mix_lr": (1, 256), "mix_limit": (1, 1023), "ols_wide": (0, 1), "channel_order": (0, 1), "fallback_best": (0, 1), "colour": (0, 1), "network": (0, 1),
+                  "fallback_jxl": (0, 10), "mix": (0, 1), "mix_lr": (1, 256), "mix_limit": (1, 1023), "ols_wide": (0, 1), "channel_order": (0, 1), "fallback_best": (0, 1), "colour": (0, 1), "network": (0, 1), "seen": (0, 2), "halvings": (0, 1),
                   "scale_adapt_shift": (1, 12), "scale_init": (1, 256), "intensity_bits": (0, 6),
                   "scale_step": (0, 16), "scale_search_shift": (1, 16), "stripe_rows": (0, 1 << 20)}
         for name, (low, high) in limits.items():
@@ -149,7 +155,8 @@ def choice_facts(byte: int, channels: int) -> dict:
 # encoder also chooses the channel order (fast's would fall under 1 M subpixels/s encode), and its
 # stripes are 1024 rows (a stripe's fresh start cost 768-row crops 0.17 % at 512). Both code a
 # decoded JPEG as its Y, Cb, Cr planes (`colour`: camera crops 000-007 -17.6 % with max,
-# benchmarks/results/camera; benchmarks/EXPERIMENTS.md).
-PRESETS = {"fast": EngineSettings(mix=1, fallback_webp=0, fallback_jxl=2, fallback_best=1, colour=1),
+# benchmarks/results/camera; benchmarks/EXPERIMENTS.md). Both model the colours seen so far (`seen`: video
+# frames -9.3 % with max, held-out photos -0.3 %, camera crops 0.0 %; benchmarks/EXPERIMENTS.md).
+PRESETS = {"fast": EngineSettings(mix=1, fallback_webp=0, fallback_jxl=2, fallback_best=1, colour=1, seen=1),
            "max": EngineSettings(ols=1, mix=1, ols_wide=1, channel_order=1, stripe_rows=1024, fallback_webp=0,
-                                 fallback_jxl=9, fallback_best=1, colour=1)}
+                                 fallback_jxl=9, fallback_best=1, colour=1, seen=1)}
