@@ -82,7 +82,7 @@ def test_range_coder_round_trips_any_totals():
 
 
 # the presets, and the engine without its mixing stage (the value coded under the logistic directly)
-SETTINGS = {"fast": PRESETS["fast"], "max": PRESETS["max"], "plain": EngineSettings(**{**PRESETS["fast"].to_dict(), "mix": 0})}
+SETTINGS = {"fast": PRESETS["fast"], "max": PRESETS["max"], "plain": EngineSettings(**{**PRESETS["fast"].to_dict(), "mix": 0, "seen": 0})}
 
 
 def edge_images(shape: tuple, seed: int) -> list[np.ndarray]:
@@ -291,6 +291,8 @@ def test_settings_and_bundles_are_checked(bundles, tmp_path):
         EngineSettings.from_dict({"lms_shfit": 6})
     with pytest.raises(EngineSettingsError, match="stripe_rows"):
         EngineSettings(stripe_rows=3)
+    with pytest.raises(EngineSettingsError, match="seen needs mix"):
+        EngineSettings(seen=1)  # the seen colours are an input of the mixing stage
     with pytest.raises(BundleError, match="preset"):
         export_online(tmp_path / "p", "medium")
     (tmp_path / "full").mkdir()

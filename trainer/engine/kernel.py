@@ -80,7 +80,7 @@ def code_stripe(image, y0, y1, t, io, p, lengths):
     width, channels = image.shape[1], image.shape[2]
     md = new_models(width, channels, t, p)
     sc = Scratch(np.zeros(K, dtype=np.int64), np.zeros(NUR + 1, dtype=np.int64), np.zeros(channels, dtype=np.int64),
-                 np.zeros(contexts.N_CONTEXTS, dtype=np.int64), np.array([0, 0, 0, p.mix_limit, p.mix_lr, -1, 0, 0, 0, 0, p.halvings], dtype=np.int64),
+                 np.zeros(contexts.N_CONTEXTS, dtype=np.int64), mixing.new_sel(p.mix_limit, p.mix_lr, p.halvings),
                  np.zeros(network.D, dtype=np.int64))
     pixels, ideal = 0, 0
     for y in range(y0, y1):

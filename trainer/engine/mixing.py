@@ -45,6 +45,14 @@ SEEN_ROW, CHANNEL, PREDICTION, SEEN_WINDOW, SEEN_FULL, HALVINGS = 5, 6, 7, 8, 9,
 
 
 @numba.njit(cache=True, nogil=True)
+def new_sel(limit, lr, halvings):
+    """A stripe's `sel`: the fixed entries set, the per-subpixel ones filled as each is coded."""
+    sel = np.zeros(11, dtype=np.int64)
+    sel[3], sel[4], sel[SEEN_ROW], sel[HALVINGS] = limit, lr, -1, halvings
+    return sel
+
+
+@numba.njit(cache=True, nogil=True)
 def new_state(channels, n_contexts, counter_bits, with_seen):
     n_inputs = n_contexts + 3 + (1 if with_seen else 0)  # the logistic, the counters, a second logistic, a bias, the seen colours
     return State(counters.new(n_contexts, 1 << counter_bits),

@@ -85,6 +85,8 @@ class EngineSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or not low <= value <= high:
                 raise EngineSettingsError(f"engine setting {name}={value!r}: an integer from {low} to {high}")
+        if self.seen and not self.mix or self.halvings and not self.seen:
+            raise EngineSettingsError("engine settings: seen needs mix=1, halvings needs seen")
         if 0 < self.stripe_rows < 16:
             raise EngineSettingsError(f"engine setting stripe_rows={self.stripe_rows}: 0 (whole image) or >= 16")
 
