@@ -5,7 +5,6 @@ output) codes smaller with it, and decodes exactly, on its own and in the preset
 from dataclasses import replace
 
 import numpy as np
-import pytest
 
 from trainer.engine import coder
 from trainer.engine.models import seen
@@ -51,11 +50,11 @@ def lattice_image(height: int = 96, width: int = 128, seed: int = 3) -> np.ndarr
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("preset", ["fast", "max"])
-def test_a_lattice_image_codes_smaller_with_the_model_and_round_trips(preset):
+def test_a_lattice_image_codes_smaller_with_the_model_and_round_trips():
+    """With `fast` (max's kernels run the same model; its round trips: tests/test_engine.py)."""
+    assert PRESETS["fast"].seen == 1 and PRESETS["max"].seen == 1  # on in the shipped presets
     image = lattice_image()
-    settings = replace(PRESETS[preset], channel_order=0, parity=1)
-    assert settings.seen == 1  # on in the shipped presets
+    settings = replace(PRESETS["fast"], parity=1)
     on, _ = coder.encode(image, settings, TABLES)
     off, _ = coder.encode(image, replace(settings, seen=0), TABLES)
     assert len(on) < 0.95 * len(off), (len(on), len(off))
