@@ -60,3 +60,13 @@ def test_a_lattice_image_codes_smaller_with_the_model_and_round_trips():
     assert len(on) < 0.95 * len(off), (len(on), len(off))
     for payload, used in ((on, settings), (off, replace(settings, seen=0))):
         assert np.array_equal(coder.decode(payload, image.shape, used, TABLES), image)
+
+
+def test_the_study_settings_round_trip():
+    """`seen` 2 (the second channel's rows also keyed by G - R at W) and `halvings` are settings a
+    bundle may set (`pixlm export-online --set`): their streams decode to the image."""
+    image = lattice_image(40, 56)
+    for changes in ({"seen": 2}, {"halvings": 1}, {"seen": 2, "halvings": 1}):
+        settings = replace(PRESETS["max"], **changes)
+        payload, _ = coder.encode(image, settings, TABLES)
+        assert np.array_equal(coder.decode(payload, image.shape, settings, TABLES), image), changes
