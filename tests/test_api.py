@@ -86,9 +86,10 @@ def test_info_reads_headers_without_loading_a_model(tmp_path):
     assert facts == {"file": str(tmp_path / "a.pxl"), **api.info(data)}
     # the engine's choices for the image (its payload's first byte): fast keeps the given order
     assert facts["engine_choices"] == {"parity_contexts": False, "least_squares": False, "jpeg_ycbcr": False,
-                                       "channel_order": "RGB"}
+                                       "lattice": False, "channel_order": "RGB"}
     golden = api.info(EXPECTED / "astronaut-64x40.online-max.pxl")["engine_choices"]
-    assert golden == {"parity_contexts": False, "least_squares": True, "jpeg_ycbcr": False, "channel_order": "RBG"}
+    assert golden == {"parity_contexts": False, "least_squares": True, "jpeg_ycbcr": False, "lattice": False,
+                      "channel_order": "RBG"}
     assert api.info(EXPECTED / "astronaut-64x40.context-v5.pxl")["engine_choices"] is None
     run = subprocess.run([sys.executable, "-m", "trainer.cli", "info", str(tmp_path / "junk.pxl")],
                          capture_output=True, text=True, cwd=ROOT)

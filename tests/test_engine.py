@@ -364,13 +364,13 @@ def test_golden_streams_decode_on_every_cpu_level_and_thread_count(level, bundle
 
 
 @pytest.mark.parametrize("version, unset", [("0.3", ("mix", "ols_wide", "channel_order")), ("0.4", ("channel_order",)),
-                                            ("0.5", ("colour",)), ("0.6", ("seen",))])
+                                            ("0.5", ("colour",)), ("0.6", ("seen",)), ("0.7", ("lattice",))])
 def test_payloads_of_earlier_engines_still_decode(version, unset):
     """Payloads made by earlier engines (tests/expected/engine-VERSION: 0.3, before the mixing
     stage, made at commit 936c741: LMS with parity contexts, least squares, the encoder's choice;
     0.4, before the encoder's choice of channel order, made at b2e3230: the fast and max presets
     of then; 0.5, before the JPEG colour transform, the presets of 4c2152c; 0.6, before the seen-colours
-    model, the presets of 9a602e8) decode to the image with today's kernels under the same settings (later stages at
+    model, the presets of 9a602e8; 0.7, before the lattice found per image, the presets of e109611) decode to the image with today's kernels under the same settings (later stages at
     their defaults, off) and re-encode to the same bytes: later stages are settings, never silent
     changes of the old path."""
     image = np.asarray(Image.open(EXPECTED / "astronaut-64x40.png").convert("RGB"))

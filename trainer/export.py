@@ -188,6 +188,9 @@ def export_online(out: Path, preset: str = "fast", overrides: dict | None = None
         + ("The mixers also see which values each channel took after the same values of the pixel's earlier "
            "channels (trainer/engine/models/seen.py): sources whose colours lie on a rounded lattice (video "
            "frames, Photo CD) code far smaller. " if settings.seen else "")
+        + ("Where an image's colours lie on such a lattice (integer planes mapped to RGB by one linear map "
+           "and one rounding), the encoder finds the map and codes the planes; the stream carries the map "
+           "(trainer/engine/lattice.py). " if settings.lattice else "")
         + "It adapts to every image while coding and stores "
         "nothing but the coded values." + (f" The encoder also tries {' and '.join(fallbacks)} and keeps the "
                                            "smallest stream." if fallbacks else "")

@@ -4,8 +4,10 @@ An image is cut into stripes of `stripe_rows` rows (the bundle's setting; 0: one
 coded from a fresh state by its own range coder, so stripes are coded on separate threads (the
 compiled kernel releases the GIL). Payload: one byte of the encoder's choices (bit 0: parity
 contexts, bit 1: least squares, bits 2-3: the order its first three channels were coded in, an
-index into settings.ORDERS, bit 4: those channels coded as JPEG's Y, Cb, Cr, trainer.engine.colour), for every stripe but the last its byte length (4 bytes, big-endian), then
-the stripes' bytes in order.
+index into settings.ORDERS, bit 4: those channels coded as JPEG's Y, Cb, Cr, trainer.engine.colour;
+bit 5: as the planes of a lattice found for the image, trainer.engine.lattice, whose 96 bytes
+follow), for every stripe but the last its byte length (4 bytes, big-endian), then the stripes'
+bytes in order.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from trainer.engine import colour, kernel, rangecoder
+from trainer.engine import colour, kernel, lattice, rangecoder
 from trainer.engine.models import network
 from trainer.engine.settings import ORDERS, Choice, EngineSettings
 from trainer.errors import PixlmError
@@ -38,34 +40,50 @@ def _map(fn, items, threads: int | None):
 SAMPLE_ROWS = 64  # rows the encoder codes every way it may choose, to choose
 
 
-def choices(settings: EngineSettings, channels: int, ycc: bool | None = None) -> list[Choice]:
+# the spaces the first three channels may be coded in: as given, JPEG's planes, a lattice's planes
+RGB, YCC, LATTICE = "rgb", "ycc", "lattice"
+
+
+def choices(settings: EngineSettings, channels: int, space: str | None = None) -> list[Choice]:
     """The ways to code an image: each "2" (auto) of `ols` and `parity` both ways, with
-    `channel_order` each of `ORDERS`, with `colour` (images of 3 or more channels) the first three
-    channels as R, G, B or as Y, Cb, Cr: the decoder's list (`ycc` None) has both, the encoder's
-    only the planes where the image has them (`ycc` True), else only R, G, B."""
+    `channel_order` each of `ORDERS`, with `colour` and `lattice` (images of 3 or more channels)
+    the first three channels as R, G, B or as planes: the decoder's list (`space` None) has every
+    space, the encoder's only the one the image has."""
     orders = range(len(ORDERS)) if settings.channel_order and channels >= 3 else (0,)
     # an image with planes is coded as them (the lattice alone is worth ~2 bits a pixel); the
-    # decoder accepts either
-    spaces = ((False, True) if ycc is None else (ycc,)) if settings.colour and channels >= 3 else (False,)
-    return [Choice(replace(settings, ols=ols, parity=parity), order, space)
+    # decoder accepts any
+    spaces = [RGB] + [YCC] * bool(settings.colour and channels >= 3) + [LATTICE] * bool(settings.lattice and channels >= 3)
+    return [Choice(replace(settings, ols=ols, parity=parity), order, kind == YCC, kind == LATTICE)
             for ols in ((0, 1) if settings.ols == 2 else (settings.ols,))
             for parity in ((0, 1) if settings.parity == 2 else (settings.parity,))
-            for order in orders for space in spaces]
+            for order in orders for kind in (spaces if space is None else (space,))]
 
 
-def choose(image: np.ndarray, ycc: np.ndarray | None, settings: EngineSettings, tables: dict,
+def planes(image: np.ndarray, settings: EngineSettings) -> tuple[str, np.ndarray, bytes]:
+    """The space the encoder codes the image in, the image in it, and the bytes that say how to
+    map it back (a lattice's)."""
+    if image.shape[2] >= 3 and settings.colour:
+        ycc = colour.to_ycc(image)
+        if ycc is not None:
+            return YCC, ycc, b""
+    if image.shape[2] >= 3 and settings.lattice:
+        found = lattice.fit(image)
+        if found is not None:
+            return LATTICE, found[1], found[0].to_bytes()
+    return RGB, image, b""
+
+
+def choose(coded: np.ndarray, space: str, settings: EngineSettings, tables: dict,
            threads: int | None = None) -> Choice:
-    """How to code this image (`ycc`: its Y, Cb, Cr planes, or None): the only choice, or the one
-    that codes the image's middle rows smallest. Only the encoder chooses; the payload's first
-    byte records it."""
-    options = choices(settings, image.shape[2], ycc is not None)
+    """How to code this image (`coded`: in `space`): the only choice, or the one that codes the
+    image's middle rows smallest. Only the encoder chooses; the payload's first byte records it."""
+    options = choices(settings, coded.shape[2], space)
     if len(options) == 1:
         return options[0]
-    middle = image.shape[0] // 2
+    middle = coded.shape[0] // 2
     rows = slice(max(0, middle - SAMPLE_ROWS // 2), middle + SAMPLE_ROWS // 2)
-    sizes = _map(lambda option: len(_encode(np.ascontiguousarray(
-        (ycc if option.ycc else image)[rows][:, :, option.permutation(image.shape[2])]),
-        replace(option.settings, stripe_rows=0), tables, 1, None)[0]), options, threads)
+    sizes = _map(lambda option: len(_encode(np.ascontiguousarray(coded[rows][:, :, option.permutation(coded.shape[2])]),
+                                            replace(option.settings, stripe_rows=0), tables, 1, None)[0]), options, threads)
     return options[int(np.argmin(sizes))]
 
 
@@ -76,15 +94,14 @@ def encode(image: np.ndarray, settings: EngineSettings, tables: dict, threads: i
     # one compiled signature for both directions: a C-contiguous, writable uint8 array (a PIL
     # image's or a memory map's read-only view is copied)
     image = np.require(image, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
-    ycc = colour.to_ycc(image) if settings.colour and image.shape[2] >= 3 else None
-    chosen = choose(image, ycc, settings, tables, threads)
+    space, coded, mapping = planes(image, settings)
+    chosen = choose(coded, space, settings, tables, threads)
     order = chosen.permutation(image.shape[2])
     keep = None if lengths is None else np.zeros(image.shape, dtype=np.float32)
-    coded = ycc if chosen.ycc else image
     payload, ideal = _encode(np.ascontiguousarray(coded[:, :, order]), chosen.settings, tables, threads, keep)
     if lengths is not None:  # reported per channel of the image given
         lengths[:, :, order] = keep
-    return chosen.byte() + payload, ideal
+    return chosen.byte() + mapping + payload, ideal
 
 
 def _encode(image, settings: EngineSettings, tables: dict, threads, lengths) -> tuple[bytes, float]:
@@ -115,6 +132,12 @@ def decode(payload: bytes, shape: tuple[int, int, int], settings: EngineSettings
     if payload[:1] not in chosen:
         raise PayloadError("the payload's first byte is not a choice this bundle's encoder makes")
     choice, payload = chosen[payload[:1]], payload[1:]
+    if choice.lattice:
+        try:
+            mapping = lattice.Lattice.from_bytes(payload)
+        except lattice.LatticeError as error:
+            raise PayloadError(str(error)) from None
+        payload = payload[lattice.BYTES:]
     settings = choice.settings
     parts = stripes(shape[0], settings)
     head = 4 * (len(parts) - 1)
@@ -134,4 +157,4 @@ def decode(payload: bytes, shape: tuple[int, int, int], settings: EngineSettings
     _map(one, list(zip(parts, chunks)), threads)
     # the channels back in the image's order (a fancy index on the last axis is not C-contiguous)
     image = np.ascontiguousarray(image[:, :, np.argsort(choice.permutation(shape[2]))])
-    return colour.to_rgb(image) if choice.ycc else image
+    return colour.to_rgb(image) if choice.ycc else lattice.to_rgb(image, mapping) if choice.lattice else image

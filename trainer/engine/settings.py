@@ -72,13 +72,17 @@ class EngineSettings:
     # 1: with `seen`, a value's last steps are binary decisions too, down to the value, not one symbol
     # under the logistic (slower where residuals are large)
     halvings: int = 0
+    # 1: where the image's colours lie on a rounded linear lattice found per image (video frames,
+    # Photo CD scans: trainer.engine.lattice), the encoder codes its planes instead of R, G, B; the
+    # payload carries the lattice
+    lattice: int = 0
 
     def __post_init__(self):
         limits = {"lms_shift": (1, 20), "weight_sets": (1, 8), "ols": (0, 2), "ols_interval": (1, 64),
                   "ols_decay_shift": (4, 20), "ols_ridge": (1, 10000),
                   "energy_channel": (0, 16), "energy_best": (0, 64), "energy_far": (0, 64),
                   "blend_far": (0, 1), "parity": (0, 2), "scale_mix": (0, 4), "fallback_webp": (0, 1),
-                  "fallback_jxl": (0, 10), "mix": (0, 1), "mix_lr": (1, 256), "mix_limit": (1, 1023), "ols_wide": (0, 1), "channel_order": (0, 1), "fallback_best": (0, 1), "colour": (0, 1), "network": (0, 1), "seen": (0, 2), "halvings": (0, 1),
+                  "fallback_jxl": (0, 10), "mix": (0, 1), "mix_lr": (1, 256), "mix_limit": (1, 1023), "ols_wide": (0, 1), "channel_order": (0, 1), "fallback_best": (0, 1), "colour": (0, 1), "network": (0, 1), "seen": (0, 2), "halvings": (0, 1), "lattice": (0, 1),
                   "scale_adapt_shift": (1, 12), "scale_init": (1, 256), "intensity_bits": (0, 6),
                   "scale_step": (0, 16), "scale_search_shift": (1, 16), "stripe_rows": (0, 1 << 20)}
         for name, (low, high) in limits.items():
@@ -123,9 +127,10 @@ class Choice:
     settings: EngineSettings
     order: int = 0
     ycc: bool = False  # the first three channels coded as JPEG's Y, Cb, Cr (trainer.engine.colour)
+    lattice: bool = False  # ... as the planes of a lattice found for the image (trainer.engine.lattice)
 
     def byte(self) -> bytes:
-        return bytes([self.settings.parity | self.settings.ols << 1 | self.order << 2 | self.ycc << 4])
+        return bytes([self.settings.parity | self.settings.ols << 1 | self.order << 2 | self.ycc << 4 | self.lattice << 5])
 
     def permutation(self, channels: int) -> list[int]:
         return permutation(self.order, channels)
@@ -139,13 +144,13 @@ def permutation(order: int, channels: int) -> list[int]:
 
 def choice_facts(byte: int, channels: int) -> dict:
     """What a payload's first byte says the encoder chose (for `pixlm info`): the channel order as
-    letters of the first three channels (R, G, B; as JPEG's planes "Y,Cb,Cr"), None for an order this
-    engine does not know."""
-    order, ycc = (byte >> 2) & 3, bool(byte & 16)
-    names = (("Y", "Cb", "Cr") if ycc else ("R", "G", "B")) if channels >= 3 else ("L", "A")[:channels]
+    letters of the first three channels (R, G, B; as JPEG's planes "Y,Cb,Cr"; as a lattice's planes
+    "P1,P2,P3"), None for an order this engine does not know."""
+    order, ycc, planes = (byte >> 2) & 3, bool(byte & 16), bool(byte & 32)
+    names = (("Y", "Cb", "Cr") if ycc else ("P1", "P2", "P3") if planes else ("R", "G", "B")) if channels >= 3 else ("L", "A")[:channels]
     known = order < len(ORDERS) and (order == 0 or channels >= 3)
-    return {"parity_contexts": bool(byte & 1), "least_squares": bool(byte & 2), "jpeg_ycbcr": ycc,
-            "channel_order": ("," if ycc else "").join(names[c] for c in permutation(order, min(channels, 3)))
+    return {"parity_contexts": bool(byte & 1), "least_squares": bool(byte & 2), "jpeg_ycbcr": ycc, "lattice": planes,
+            "channel_order": ("," if ycc or planes else "").join(names[c] for c in permutation(order, min(channels, 3)))
             if known else None}
 
 
@@ -158,7 +163,9 @@ def choice_facts(byte: int, channels: int) -> dict:
 # stripes are 1024 rows (a stripe's fresh start cost 768-row crops 0.17 % at 512). Both code a
 # decoded JPEG as its Y, Cb, Cr planes (`colour`: camera crops 000-007 -17.6 % with max,
 # benchmarks/results/camera; benchmarks/EXPERIMENTS.md). Both model the colours seen so far (`seen`: video
-# frames -9.3 % with max, held-out photos -0.3 %, camera crops 0.0 %; benchmarks/EXPERIMENTS.md).
-PRESETS = {"fast": EngineSettings(mix=1, fallback_webp=0, fallback_jxl=2, fallback_best=1, colour=1, seen=1),
+# frames -9.3 % with max, held-out photos -0.3 %, camera crops 0.0 %; benchmarks/EXPERIMENTS.md). Both
+# code an image on a lattice found for it as its planes (`lattice`: video frames -20.9 % with max,
+# benchmarks/results/lattice_study.json).
+PRESETS = {"fast": EngineSettings(mix=1, fallback_webp=0, fallback_jxl=2, fallback_best=1, colour=1, seen=1, lattice=1),
            "max": EngineSettings(ols=1, mix=1, ols_wide=1, channel_order=1, stripe_rows=1024, fallback_webp=0,
-                                 fallback_jxl=9, fallback_best=1, colour=1, seen=1)}
+                                 fallback_jxl=9, fallback_best=1, colour=1, seen=1, lattice=1)}
