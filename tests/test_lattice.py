@@ -55,9 +55,22 @@ def random_planes(height=128, width=160, seed=1):
     return np.clip(np.concatenate([luma[..., None], chroma], -1).round(), 16, 235).astype(np.int64)
 
 
-@pytest.mark.parametrize("name, transform", [("bt601-full", BT601_FULL), ("bt2020-limited", BT2020_LIMITED)])
-def test_the_fit_finds_any_converters_lattice_and_maps_every_pixel_back(name, transform):
-    image = converted(random_planes(), *transform)
+def fixed_point(planes: np.ndarray, matrix: np.ndarray, offset: np.ndarray, bits: int = 20) -> np.ndarray:
+    """The same in integer arithmetic, as converters written for speed do it (weights in 2^-bits,
+    one shift, the rounding half added once)."""
+    weights, base = np.round(matrix * (1 << bits)).astype(np.int64), np.round(offset * (1 << bits)).astype(np.int64)
+    return np.clip((planes @ weights.T + base + (1 << (bits - 1))) >> bits, 0, 255).astype(np.uint8)
+
+
+_BT601 = np.array([[1, 0, 1.402], [1, -0.344136, -0.714136], [1, 1.772, 0]])
+BT601_LIMITED = (_BT601 * _K, -(_BT601 * _K) @ [16, 128, 128])
+
+
+@pytest.mark.parametrize("name, convert, transform", [("bt601-full", converted, BT601_FULL),
+                                                      ("bt2020-limited", converted, BT2020_LIMITED),
+                                                      ("bt601-limited-fixed-point", fixed_point, BT601_LIMITED)])
+def test_the_fit_finds_any_converters_lattice_and_maps_every_pixel_back(name, convert, transform):
+    image = convert(random_planes(), *transform)
     found = lattice.fit(image)
     assert found is not None, name
     fitted, planes = found
@@ -88,6 +101,13 @@ def test_a_video_frame_codes_smaller_as_its_planes_and_round_trips():
 
 def test_images_on_no_lattice_are_coded_as_given():
     assert lattice.fit(scene()) is None
+    # a converter that rounds each term apart (table-driven ones: ffmpeg's swscale) leaves colours
+    # up to a level off any one rounding of a linear map: refused, not mis-fitted
+    y, cb, cr = np.moveaxis(random_planes().astype(float), -1, 0)
+    luma = np.round((y - 16) * 255 / 219)
+    per_term = np.stack([luma + np.round(1.596 * (cr - 128)), luma - np.round(0.392 * (cb - 128)) - np.round(0.813 * (cr - 128)),
+                         luma + np.round(2.017 * (cb - 128))], -1)
+    assert lattice.fit(np.clip(per_term, 0, 255).astype(np.uint8)) is None
     gray_ramp = np.repeat(np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 8, 0), 3, 2)
     assert lattice.fit(np.ascontiguousarray(gray_ramp)) is None  # too few colours to tell
     payload, _ = coder.encode(scene(), replace(PRESETS["fast"], parity=1), TABLES)

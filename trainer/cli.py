@@ -345,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
                                           "against the shipped bundles and classical codecs on the rest, with cost")
     poc.add_argument("folder", type=Path)
     poc.add_argument("--out", type=Path, required=True, help="report folder (must be new or empty)")
-    poc.add_argument("--budget-minutes", type=float, default=10.0, help="CPU minutes for adapting the codec")
+    poc.add_argument("--budget-minutes", type=float, default=10.0,
+                     help="CPU minutes for adapting the codec: half for its settings, half for training its network")
     poc.add_argument("--storage-price", type=float, default=0.023, help="USD per GB-month")
     poc.add_argument("--transfer-price", type=float, default=0.09, help="USD per GB sent")
     poc.add_argument("--compute-price", type=float, default=0.05, help="USD per core-hour")

@@ -144,9 +144,12 @@ def _write_integer(model, paths: list[Path], out: Path) -> None:
     IntegerContextModel.write_fixed(model, *val_windows(load_images(paths[:16], model.config.channels), model, 4, 64), out)
 
 
-def export_online(out: Path, preset: str = "fast", overrides: dict | None = None) -> Bundle:
-    """An online-engine bundle (no network): codec.json with the preset's settings (and any
-    `overrides`), the engine's tables, a model card and the manifest."""
+def export_online(out: Path, preset: str = "fast", overrides: dict | None = None, net=None,
+                  trained: str = "") -> Bundle:
+    """An online-engine bundle: codec.json with the preset's settings (and any `overrides`), the
+    engine's tables, a model card and the manifest. With `net` (a trained
+    trainer.engine.models.network.Net; `trained` says how, for the card) the bundle runs it:
+    `network` is set to 1 and its integer weights are stored with the tables."""
     from trainer.engine.settings import PRESETS, EngineSettings
     from trainer.engine.tables import save_tables
 
@@ -154,13 +157,16 @@ def export_online(out: Path, preset: str = "fast", overrides: dict | None = None
     if preset not in PRESETS:
         raise BundleError(f"preset {preset!r}: one of {', '.join(PRESETS)}")
     try:
-        settings = EngineSettings.from_dict({**PRESETS[preset].to_dict(), **(overrides or {})})
+        settings = EngineSettings.from_dict({**PRESETS[preset].to_dict(), **(overrides or {}),
+                                             **({"network": 1} if net is not None else {})})
     except (TypeError, ValueError) as err:
         raise BundleError(str(err)) from None
     if out.exists() and any(out.iterdir()):
         raise BundleError(f"{out} exists and is not empty")
     out.mkdir(parents=True, exist_ok=True)
-    save_tables(out)
+    if settings.network and net is None:
+        raise BundleError("engine setting network=1 needs a trained network (pixlm poc trains one)")
+    save_tables(out, net)
     codec = {"format_version": ONLINE_FORMAT_VERSION, "kind": ONLINE.name, "precision": 16, "engine": settings.to_dict()}
     (out / CODEC_FILE).write_text(json.dumps(codec, indent=1))
     stage = {0: "normalized LMS (integer)", 1: "recursive least squares (float64, fixed operation order)",
@@ -174,8 +180,9 @@ def export_online(out: Path, preset: str = "fast", overrides: dict | None = None
     changed = {k: v for k, v in settings.to_dict().items() if PRESETS[preset].to_dict()[k] != v}
     (out / "README.md").write_text("\n".join([
         f"# pixlm online bundle (preset `{preset}`)", "",
-        "Made by `pixlm export-online " + preset + " OUT" + "".join(f" --set {k}={v}" for k, v in changed.items())
-        + "`. Lossless image codec without a network: 16 classical predictors blended by their recent local "
+        ("Made by `pixlm export-online " + preset + " OUT" + "".join(f" --set {k}={v}" for k, v in changed.items()) + "`"
+         if net is None else f"The `{preset}` preset with {json.dumps(changed)} and a trained network")
+        + ". Lossless image codec without a network: 16 classical predictors blended by their recent local "
         f"errors, a learned correction by {stage}, a discretized logistic whose scale adapts to each image, "
         + ("each value coded as binary decisions whose probabilities mix the logistic with adaptive context "
            "models (the residuals of the pixel's earlier channels and its neighbours; trainer/engine/mixing.py), "
@@ -188,6 +195,8 @@ def export_online(out: Path, preset: str = "fast", overrides: dict | None = None
         + ("The mixers also see which values each channel took after the same values of the pixel's earlier "
            "channels (trainer/engine/models/seen.py): sources whose colours lie on a rounded lattice (video "
            "frames, Photo CD) code far smaller. " if settings.seen else "")
+        + (f"A small network trained offline predicts each value ({trained}; trainer/engine/models/network.py, "
+           "exact integer inference); its prediction is one more input of the least squares. " if net is not None else "")
         + ("Where an image's colours lie on such a lattice (integer planes mapped to RGB by one linear map "
            "and one rounding), the encoder finds the map and codes the planes; the stream carries the map "
            "(trainer/engine/lattice.py). " if settings.lattice else "")

@@ -3,14 +3,17 @@
 1. Split the folder by whole image: every third image (sorted by name) adapts the codec, the
    rest test it; the two never share an image.
 2. Adapt: a coordinate search over the online engine's settings (from the `max` preset) on the
-   adaptation images, each candidate measured by the bytes it codes them in, until the budget
-   (CPU minutes) is spent; the best settings are exported as a bundle (`pixlm export-online`).
+   adaptation images, each candidate measured by the bytes it codes them in, for half the budget
+   (CPU minutes); then the engine's network (trainer/engine/models/network.py) is trained on the
+   same images for the rest (torch: `pixlm[train]`), and the settings with the network are
+   exported as a bundle. The network counts only if it codes the adaptation images smaller.
 3. Bench the adapted bundle beside the shipped online bundles and the classical codecs on the
    test images only (`pixlm bench --cost` at the user's prices), and say in one line whether the
    adapted codec pays for this data against JPEG-XL e9.
 Writes OUT/report.md and OUT/report.html (the Pareto plot, the per-image table, the break-even).
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -28,6 +31,7 @@ from trainer.images.files import center_crop
 SEARCH = {"lms_shift": (5, 7), "scale_mix": (0, 2), "intensity_bits": (2, 4), "energy_far": (8, 16),
           "scale_adapt_shift": (5, 7), "weight_sets": (1, 3), "scale_step": (1, 3)}
 SAMPLE_SIDE = 256  # adaptation images are measured on their central crop of at most this side
+NETWORK_SAMPLES = 2000  # training samples per image, channel slot and view (6 views)
 
 
 def split(paths: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -67,6 +71,32 @@ def adapt(images: list[np.ndarray], budget_seconds: float, progress: bool = True
     return {k: v for k, v in best.to_dict().items() if default[k] != v}, trials
 
 
+def learn(images: list[np.ndarray], overrides: dict, seconds: float, trials: list[dict]):
+    """(the network trained on the images within `seconds`, or None where it does not code them
+    smaller than the settings alone; what was measured). Appends its trial to `trials`."""
+    from dataclasses import replace
+
+    from trainer.engine import coder
+    from trainer.engine.models import network
+    from trainer.engine.network_training import fit_report, samples, train
+    from trainer.engine.settings import PRESETS
+    from trainer.engine.tables import make_tables
+
+    start = time.perf_counter()
+    data = samples([center_crop(image, (SAMPLE_SIDE, SAMPLE_SIDE)) for image in images], NETWORK_SAMPLES)
+    layers, epochs = train(data, seconds=max(1.0, seconds / 2))
+    net = network.quantize(layers)
+    tables = {**make_tables(), **{f"net_{k}": v for k, v in net._asdict().items()}}
+    settings = replace(PRESETS["max"], **overrides)
+    crops = [center_crop(image, (SAMPLE_SIDE, SAMPLE_SIDE)) for image in images]
+    sizes = [sum(len(coder.encode(crop, replace(settings, network=on), tables, threads=1)[0]) for crop in crops)
+             for on in (0, 1)]
+    trials.append({"settings": {"network": 1}, "bytes": sizes[1]})
+    facts = {"samples_per_slot": len(data[0][1]), "epochs": epochs, "seconds": round(time.perf_counter() - start, 1),
+             "fit": fit_report(net, data), "bytes_without": sizes[0], "bytes_with": sizes[1]}
+    return (net if sizes[1] < sizes[0] else None), facts
+
+
 def _link_all(paths: list[Path], folder: Path) -> None:
     folder.mkdir(parents=True)
     for path in paths:
@@ -92,10 +122,18 @@ def run(args) -> int:
     if out.exists() and any(out.iterdir()):
         raise PixlmError(f"{out} exists and is not empty (pixlm poc never replaces a report)")
     adapt_paths, test_paths = split(image_files(source))
+    if importlib.util.find_spec("torch") is None:
+        from trainer.codec.bundle import TRAIN_EXTRA
+
+        raise PixlmError(f"pixlm poc trains the engine's network and needs torch: {TRAIN_EXTRA}")
     _link_all(adapt_paths, out / "adapt")
     _link_all(test_paths, out / "test")
-    overrides, trials = adapt([load_image(p) for p in adapt_paths], 60 * args.budget_minutes, not args.quiet)
-    bundle = export_online(out / "pixlm-adapted", "max", overrides).path
+    images = [load_image(p) for p in adapt_paths]
+    start = time.perf_counter()
+    overrides, trials = adapt(images, 30 * args.budget_minutes, not args.quiet)
+    net, learned = learn(images, overrides, 60 * args.budget_minutes - (time.perf_counter() - start), trials)
+    bundle = export_online(out / "pixlm-adapted", "max", overrides, net,
+                           f"by `pixlm poc` on {len(adapt_paths)} images of {source.name}").path
     prices = {"storage_usd_per_gb_month": args.storage_price, "transfer_usd_per_gb": args.transfer_price,
               "compute_usd_per_core_hour": args.compute_price}
     (out / "prices.yaml").write_text("".join(f"{k}: {v}\n" for k, v in prices.items()))
@@ -128,7 +166,14 @@ def run(args) -> int:
              f"{len(test_paths)} to test on; none in both. Budget {args.budget_minutes:g} CPU minutes; "
              f"prices {', '.join(f'{k} {v:g}' for k, v in prices.items())} (defaults: "
              f"{', '.join(f'{v:g}' for v in DEFAULT_PRICES.values())}).", "",
-             f"Adapted bundle `{bundle}`: the `max` preset with {json.dumps(overrides) if overrides else 'no change'}.",
+             f"Adapted bundle `{bundle}`: the `max` preset with {json.dumps(overrides) if overrides else 'no change'}"
+             + (", and the engine's network trained on the adaptation images." if net is not None else
+                "; the network trained on the adaptation images did not code them smaller, so it is left out."), "",
+             f"Network: {learned['samples_per_slot']:,} samples per channel slot, {learned['epochs']} epochs in "
+             f"{learned['seconds']} s; mean |error| (pixels) of (N + W) / 2 and of the network, per slot: "
+             + "; ".join(f"{v['mae_ref']} -> {v['mae_network_int']}" for v in learned["fit"].values())
+             + f". Adaptation images' central crops: {learned['bytes_without']:,} bytes without it, "
+             f"{learned['bytes_with']:,} with it.",
              "", "| trial | bytes on the adaptation images |", "| --- | --- |",
              *[f"| {json.dumps(t['settings']) if t['settings'] else 'max preset'} | {t['bytes']:,} |" for t in trials],
              "", "## Bench on the test images", "", (out / "bench" / "report.md").read_text()]

@@ -21,7 +21,8 @@ import numpy as np
 
 from trainer.engine import coder
 from trainer.engine.models import network
-from trainer.engine.settings import ORDERS, PRESETS
+from trainer.engine.network_training import fit_report, samples, train
+from trainer.engine.settings import PRESETS
 from trainer.engine.tables import make_tables
 from trainer.images.files import center_crop, image_files, load_image
 
@@ -29,55 +30,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 HELD_OUT = ("005", "012", "023", "036")  # the held-out photos of benchmarks/results/heldout
 DATA = REPO.parent / "shared" / "data"
-
-
-def ycc(image: np.ndarray) -> np.ndarray:
-    """BT.601 Y, Cb, Cr of an RGB image, rounded (training views of decoded-JPEG planes)."""
-    rgb = image.astype(np.float64)
-    y = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
-    cb = 128 + (rgb[..., 2] - y) * 0.564
-    cr = 128 + (rgb[..., 0] - y) * 0.713
-    return np.clip(np.round(np.stack([y, cb, cr], -1)), 0, 255).astype(np.uint8)
-
-
-def samples(photos: list[Path], per_image: int, seed: int = 0) -> dict:
-    """{slot: (features, target offset in 1/16 pixel)} from every photo, each channel order, RGB and YCbCr."""
-    rng = np.random.default_rng(seed)
-    out = {slot: ([], []) for slot in range(network.SLOTS)}
-    for path in photos:
-        image = load_image(path)[..., :3]
-        for view in (image, ycc(image)):
-            for order in ORDERS:
-                permuted = np.ascontiguousarray(view[..., list(order)])
-                for slot in range(network.SLOTS):
-                    f, ref = network.features_numpy(permuted, slot)
-                    value = permuted[2:, 2:-2, slot].reshape(-1).astype(np.int64)
-                    pick = rng.choice(len(ref), min(per_image, len(ref)), replace=False)
-                    out[slot][0].append(f[pick])
-                    out[slot][1].append((value[pick] - ref[pick]) * 16)
-    return {slot: (np.concatenate(f), np.concatenate(t)) for slot, (f, t) in out.items()}
-
-
-def train(data: dict, hidden: int, epochs: int, seed: int = 0) -> list[dict]:
-    import torch
-
-    torch.manual_seed(seed)
-    layers = []
-    for slot in range(network.SLOTS):
-        f, target = (torch.tensor(a, dtype=torch.float32) for a in data[slot])
-        model = torch.nn.Sequential(torch.nn.Linear(network.D, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
-        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-        for epoch in range(epochs):
-            for batch in torch.randperm(len(f)).split(4096):
-                loss = torch.nn.functional.smooth_l1_loss(model(f[batch])[:, 0], target[batch], beta=16.0)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-        layers.append({"w1": model[0].weight.detach().numpy().astype(np.float64),
-                       "b1": model[0].bias.detach().numpy().astype(np.float64),
-                       "w2": model[2].weight.detach().numpy()[0].astype(np.float64),
-                       "b2": float(model[2].bias.item())})
-    return layers
 
 
 def code(images: dict, settings, tables: dict) -> dict:
@@ -105,14 +57,10 @@ def main() -> None:
     args = parser.parse_args()
     photos = [p for p in image_files(DATA / "photos") if p.stem not in HELD_OUT]
     start = time.perf_counter()
-    data = samples(photos, args.per_image)
-    layers = train(data, args.hidden, args.epochs)
+    data = samples([load_image(p) for p in photos], args.per_image)
+    layers, _ = train(data, args.hidden, args.epochs)
     net = network.quantize(layers)
-    fit = {}
-    for slot in range(network.SLOTS):
-        f, target = data[slot]
-        fit[slot] = {"mae_ref": round(float(np.abs(target).mean()) / 16, 4),
-                     "mae_network_int": round(float(np.abs(network.predict_numpy(net, f, slot) - target).mean()) / 16, 4)}
+    fit = fit_report(net, data)
     trained = round(time.perf_counter() - start, 1)
     tables = make_tables()
     with_net = {**tables, **{f"net_{k}": v for k, v in net._asdict().items()}}

@@ -59,9 +59,12 @@ def _online_tables(bundle):
     from trainer.engine.tables import load_tables
 
     try:
-        return load_tables(bundle.path)
+        tables = load_tables(bundle.path)
     except (OSError, ValueError) as err:
         raise BundleError(str(err)) from None
+    if bundle.engine.network and "net_w1" not in tables:
+        raise BundleError(f"{bundle.path}: engine setting network=1, but its tables hold no network")
+    return tables
 
 
 def _network_settings(folder: Path, codec: dict, version: int) -> dict:

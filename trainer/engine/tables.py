@@ -71,8 +71,11 @@ def make_tables() -> dict[str, np.ndarray]:
             "buckets": np.array(edges, dtype=np.int64), "code_length": code_length}
 
 
-def save_tables(folder: Path) -> None:
-    save_file(make_tables(), str(Path(folder) / TABLES_FILE))
+def save_tables(folder: Path, net=None) -> None:
+    """The tables, and a trained network's integer weights (trainer.engine.models.network.Net) as
+    net_w1, net_b1, net_w2, net_b2, net_shifts where the bundle runs one."""
+    extra = {} if net is None else {f"net_{k}": np.ascontiguousarray(v, np.int64) for k, v in net._asdict().items()}
+    save_file({**make_tables(), **extra}, str(Path(folder) / TABLES_FILE))
 
 
 def load_tables(folder: Path) -> dict[str, np.ndarray]:
@@ -83,4 +86,24 @@ def load_tables(folder: Path) -> dict[str, np.ndarray]:
             raise ValueError(f"{folder}: {TABLES_FILE} lacks a {np.dtype(dtype).name} table {name!r}")
     if tables["cdf"].ndim != 2 or tables["code_length"].shape != (65537,) or tables["scale_of"].max() >= len(tables["cdf"]):
         raise ValueError(f"{folder}: {TABLES_FILE} tables have the wrong shapes")
-    return {k: np.ascontiguousarray(tables[k]) for k in expected}
+    net = {k: tables[k] for k in tables if k.startswith("net_")}
+    if net:
+        _check_network(folder, net)
+    return {k: np.ascontiguousarray(tables[k]) for k in list(expected) + sorted(net)}
+
+
+def _check_network(folder: Path, net: dict) -> None:
+    """A stored network's shapes and ranges, so a damaged bundle is refused in one line, never run."""
+    from trainer.engine.models import network
+
+    names = {f"net_{k}" for k in network.Net._fields}
+    ok = set(net) == names and all(v.dtype == np.int64 for v in net.values())
+    if ok:
+        slots, hidden, d = net["net_w1"].shape
+        ok = ((slots, d) == (network.SLOTS, network.D) and 1 <= hidden <= 1024
+              and net["net_b1"].shape == (slots, hidden) and net["net_w2"].shape == (slots, hidden)
+              and net["net_b2"].shape == (slots,) and net["net_shifts"].shape == (slots, 2)
+              and net["net_shifts"].min() >= 0 and net["net_shifts"].max() <= 40
+              and max(np.abs(net["net_w1"]).max(), np.abs(net["net_w2"]).max()) <= 127)
+    if not ok:
+        raise ValueError(f"{folder}: {TABLES_FILE} holds a network of the wrong shapes or ranges")
