@@ -182,7 +182,8 @@ def export_online(out: Path, preset: str = "fast", overrides: dict | None = None
         f"# pixlm online bundle (preset `{preset}`)", "",
         ("Made by `pixlm export-online " + preset + " OUT" + "".join(f" --set {k}={v}" for k, v in changed.items()) + "`"
          if net is None else f"The `{preset}` preset with {json.dumps(changed)} and a trained network")
-        + ". Lossless image codec without a network: 16 classical predictors blended by their recent local "
+        + (". Lossless image codec without a network: " if net is None else ". Lossless image codec: ")
+        + "16 classical predictors blended by their recent local "
         f"errors, a learned correction by {stage}, a discretized logistic whose scale adapts to each image, "
         + ("each value coded as binary decisions whose probabilities mix the logistic with adaptive context "
            "models (the residuals of the pixel's earlier channels and its neighbours; trainer/engine/mixing.py), "
