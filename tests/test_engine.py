@@ -111,6 +111,11 @@ for name, settings in SETTINGS.items():
             for image in edge_images((*shape, channels), channels):
                 payload, _ = coder.encode(image, settings, TABLES, threads=1)
                 assert np.array_equal(coder.decode(payload, image.shape, settings, TABLES, threads=1), image)
+from benchmarks.make_video_set import video_frame  # the lattice's kernels: a frame it finds
+from tests.test_lattice import scene
+frame = np.ascontiguousarray(video_frame(scene(64, 64)))
+payload, _ = coder.encode(frame, SETTINGS["fast"], TABLES, threads=1)
+assert payload[0] & 32 and np.array_equal(coder.decode(payload, frame.shape, SETTINGS["fast"], TABLES, threads=1), frame)
 print("ok")
 """
 

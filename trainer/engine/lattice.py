@@ -23,8 +23,6 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-import scipy.fft
-import scipy.optimize
 
 SHIFT = 30  # fixed-point bits of the map: the fit's margin (>= ~1e-5) stays far above 2^-30 * 255 * 3
 BYTES = 96  # 12 int64: the matrix row by row, then the offsets
@@ -134,6 +132,8 @@ def to_planes(image: np.ndarray, lattice: Lattice) -> np.ndarray | None:
 # never three independent ones
 PEAK_FLOOR = 0.1
 SAMPLE = 256  # colours that judge each candidate lattice
+# smaller images are not searched: too few colours pin a map, and its 96 bytes would eat the gain
+MIN_PIXELS = 4096
 
 
 def _colours(image: np.ndarray) -> np.ndarray:
@@ -144,6 +144,8 @@ def _colours(image: np.ndarray) -> np.ndarray:
 def _peaks(colours: np.ndarray, count: int = 24) -> list[np.ndarray]:
     """The strongest local maxima of the colour set's spectrum away from its envelope (cycles per
     level), strongest first."""
+    import scipy.fft  # the encoder's alone: decoding needs no scipy
+
     indicator = np.zeros((256, 256, 256), np.float32)
     indicator[colours[:, 0], colours[:, 1], colours[:, 2]] = 1
     spectrum = np.abs(scipy.fft.rfftn(indicator, workers=-1))
@@ -242,6 +244,8 @@ def _natural(k: np.ndarray, phase: np.ndarray, image: np.ndarray) -> tuple[np.nd
 def _widest(planes: np.ndarray, values: np.ndarray) -> np.ndarray | None:
     """The map (3 weights, offset, margin) that rounds every planes row to its value with the
     widest margin to the rounding boundaries, or None."""
+    import scipy.optimize
+
     ones = np.ones((len(values), 1))
     a = np.concatenate([np.concatenate([-planes, -ones, ones], 1), np.concatenate([planes, ones, ones], 1)])
     b = np.concatenate([0.5 - values, values + 0.5])
@@ -274,6 +278,8 @@ def _exact(colours: np.ndarray, planes: np.ndarray) -> np.ndarray | None:
 def fit(image: np.ndarray) -> tuple[Lattice, np.ndarray] | None:
     """The lattice the image's first three channels lie on and the image with its planes (within
     0..255) as those channels, or None (photos: too few spectral peaks, in well under a second)."""
+    if image.shape[0] * image.shape[1] < MIN_PIXELS:
+        return None
     colours = _colours(image)
     inner = colours[(colours > 0).all(1) & (colours < 255).all(1)]
     if len(inner) < 64 or np.linalg.svd(inner - inner.mean(0), compute_uv=False)[-1] < 1e-6 * len(inner):
@@ -285,6 +291,8 @@ def fit(image: np.ndarray) -> tuple[Lattice, np.ndarray] | None:
 
 
 def _fit(image: np.ndarray, colours: np.ndarray, inner: np.ndarray) -> tuple[Lattice, np.ndarray] | None:
+    import scipy.optimize
+
     basis = _independent(_peaks(colours))
     if len(basis) < 3:
         return None
