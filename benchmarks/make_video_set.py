@@ -55,15 +55,20 @@ def video_frame(rgb: np.ndarray) -> np.ndarray:
     return to_rgb(ycc[..., 0], upsample(subsample(ycc[..., 1])), upsample(subsample(ycc[..., 2])))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def arguments(description: str) -> tuple[argparse.Namespace, tuple[int, int] | None]:
+    """IMAGES... [--crop WxH] --out PATH (this script's and the headroom study's), never Kodak."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("--crop", default=None, help="WxH center crop")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if any("kodak" in str(p).lower() for p in args.images):
-        raise SystemExit("never build validation data from Kodak")
-    crop = tuple(map(int, args.crop.split("x"))) if args.crop else None
+        raise SystemExit("never build validation data from Kodak, nor study on it")
+    return args, (tuple(map(int, args.crop.split("x"))) if args.crop else None)
+
+
+def main() -> None:
+    args, crop = arguments(__doc__.split("\n")[0])
     args.out.mkdir(parents=True, exist_ok=True)
     for path in args.images:
         target = args.out / f"{path.stem}.png"

@@ -83,12 +83,12 @@ def learn(images: list[np.ndarray], overrides: dict, seconds: float, trials: lis
     from trainer.engine.tables import make_tables
 
     start = time.perf_counter()
-    data = samples([center_crop(image, (SAMPLE_SIDE, SAMPLE_SIDE)) for image in images], NETWORK_SAMPLES)
+    crops = [center_crop(image, (SAMPLE_SIDE, SAMPLE_SIDE)) for image in images]
+    data = samples(crops, NETWORK_SAMPLES)
     layers, epochs = train(data, seconds=max(1.0, seconds / 2))
     net = network.quantize(layers)
     tables = {**make_tables(), **{f"net_{k}": v for k, v in net._asdict().items()}}
     settings = replace(PRESETS["max"], **overrides)
-    crops = [center_crop(image, (SAMPLE_SIDE, SAMPLE_SIDE)) for image in images]
     sizes = [sum(len(coder.encode(crop, replace(settings, network=on), tables, threads=1)[0]) for crop in crops)
              for on in (0, 1)]
     trials.append({"settings": {"network": 1}, "bytes": sizes[1]})

@@ -8,14 +8,12 @@ decoder's planes the frame was made from (Y, Cb, Cr at full size; Y and the half
 Bits per subpixel of the RGB frame, cumulative over the images.
 """
 
-import argparse
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.make_video_set import subsample, to_ycbcr, upsample, video_frame
+from benchmarks.make_video_set import arguments, subsample, to_ycbcr, upsample, video_frame
 from trainer.engine import coder
 from trainer.engine.settings import PRESETS
 from trainer.engine.tables import make_tables
@@ -23,14 +21,7 @@ from trainer.images.files import center_crop, load_image
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("images", nargs="+", type=Path)
-    parser.add_argument("--crop", default=None, help="WxH center crop")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    if any("kodak" in str(p).lower() for p in args.images):
-        raise SystemExit("never study on Kodak")
-    crop = tuple(map(int, args.crop.split("x"))) if args.crop else None
+    args, crop = arguments(__doc__.split("\n")[0])
     tables = make_tables()
     off, on = replace(PRESETS["max"], seen=0, channel_order=0), replace(PRESETS["max"], channel_order=0)
     size = lambda image, settings: len(coder.encode(np.ascontiguousarray(image.astype(np.uint8)), settings, tables)[0])

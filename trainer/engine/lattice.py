@@ -85,6 +85,12 @@ def _search(R, G, B, c0, c1, c2, radius, m, o):
     return -1, -1, -1
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _guess(R, G, B, inverse, phase, k):
+    """Plane k of the real inverse, rounded into 0..255."""
+    return min(255, max(0, np.int64(np.floor(inverse[k, 0] * R + inverse[k, 1] * G + inverse[k, 2] * B - phase[k] + 0.5))))
+
+
 @numba.njit(cache=True, nogil=True)
 def _to_planes(image, out, m, o, inverse, phase):
     """Fill out's first three channels with a preimage of every pixel; False at the first pixel
@@ -92,17 +98,15 @@ def _to_planes(image, out, m, o, inverse, phase):
     for i in range(image.shape[0]):
         for j in range(image.shape[1]):
             R, G, B = np.int64(image[i, j, 0]), np.int64(image[i, j, 1]), np.int64(image[i, j, 2])
-            g = np.empty(3, np.int64)
-            for k in range(3):
-                g[k] = min(255, max(0, np.int64(np.floor(inverse[k, 0] * R + inverse[k, 1] * G + inverse[k, 2] * B - phase[k] + 0.5))))
-            p0, p1, p2 = _search(R, G, B, g[0], g[1], g[2], 1, m, o)
+            g0, g1, g2 = _guess(R, G, B, inverse, phase, 0), _guess(R, G, B, inverse, phase, 1), _guess(R, G, B, inverse, phase, 2)
+            p0, p1, p2 = _search(R, G, B, g0, g1, g2, 1, m, o)
             if p0 < 0:
                 if 0 < R < 255 and 0 < G < 255 and 0 < B < 255:
                     return False
                 if j > 0:  # clamped: many preimages; the left neighbour's nearest codes cheaply
                     p0, p1, p2 = _search(R, G, B, out[i, j - 1, 0], out[i, j - 1, 1], out[i, j - 1, 2], 16, m, o)
                 if p0 < 0:  # or the guess's nearest (a far-clamped colour's guess is off by more)
-                    p0, p1, p2 = _search(R, G, B, g[0], g[1], g[2], 40, m, o)
+                    p0, p1, p2 = _search(R, G, B, g0, g1, g2, 40, m, o)
                 if p0 < 0:
                     return False
             out[i, j, 0], out[i, j, 1], out[i, j, 2] = p0, p1, p2
