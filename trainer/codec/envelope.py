@@ -18,7 +18,7 @@ a TIFF or PNM, goes into this envelope (spec also in docs/FORMAT.md):
     22      1     low bytes of split16: 0 a part of their own (LZMA), 1 equal to the high bytes
                   (v = 257 h), 2 zero (v = 256 h); file: the part's general coder (0 stored,
                   1 zlib, 2 LZMA2 raw, 3 zlib with libjpeg's tables as its dictionary); jpeg:
-                  its coder (0 Lepton, 1 JPEG-XL's JPEG transcoding); 0 for the others
+                  its coder (0 Lepton, 1 JPEG-XL's JPEG transcoding, 2 pixlm's coefficient model); 0 for the others
     23      4+4+1+1   width, height, channels, bits per sample (1..16)
     .       4     CRC32 of the samples at full depth (uint8, or uint16 little-endian; row-major);
                   file, jpeg: CRC32 of the file's own bytes
@@ -49,7 +49,7 @@ LOW_PART, LOW_IS_HIGH, LOW_ZERO = 0, 1, 2
 # FILE: the general coder of its part (in the `low` field); 3 only for JPEG files: zlib with libjpeg's
 # tables as its preset dictionary (trainer.codec.jpeg.header_dictionary)
 STORED, ZLIB, LZMA, ZLIB_JPEG = 0, 1, 2, 3
-# JPEG: the `low` field names its coder (trainer.codec.jpeg: 0 Lepton, 1 JPEG-XL's JPEG transcoding)
+# JPEG: the `low` field names its coder (trainer.codec.jpeg: 0 Lepton, 1 JPEG-XL's JPEG transcoding, 2 pixlm)
 CODERS = {STORED: "stored", ZLIB: "zlib", LZMA: "lzma", ZLIB_JPEG: "zlib+jpeg-tables"}
 SECTION_VERSION = 1
 _FIXED = struct.Struct("<BBIIBBI")  # representation, low, width, height, channels, depth, sample crc
@@ -140,7 +140,7 @@ def read_head(f) -> tuple[Envelope, list[tuple[int, int]]]:
     representation, low, width, height, channels, depth, sample_crc = fields
     parts_needed = {PLANES: 1, SPLIT16: 2 if low == LOW_PART else 1, JXL: 1, FILE: 1, JPEG: 1,
                     BANDS: len(sizes) or -1}.get(representation)
-    lows = {SPLIT16: LOW_ZERO, FILE: ZLIB_JPEG, JPEG: 1}.get(representation, 0)  # the largest `low` each allows
+    lows = {SPLIT16: LOW_ZERO, FILE: ZLIB_JPEG, JPEG: 2}.get(representation, 0)  # the largest `low` each allows
     if (parts_needed != len(sizes) or low > lows or version != version_of(representation)
             or not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE) or channels not in (1, 2, 3, 4)
             or not 1 <= depth <= 16 or (representation == PLANES and depth > 8)

@@ -35,11 +35,12 @@ from dataclasses import dataclass
 from trainer.codec import envelope
 from trainer.codec.container import FormatError
 
-LEPTON, JPEGXL = 0, 1
-CODERS = {LEPTON: "lepton", JPEGXL: "jpegxl"}
-SAID = {LEPTON: "Lepton", JPEGXL: "JPEG-XL's JPEG transcoding"}  # in summary lines
+LEPTON, JPEGXL, PIXLM = 0, 1, 2
+CODERS = {LEPTON: "lepton", JPEGXL: "jpegxl", PIXLM: "pixlm"}
+SAID = {LEPTON: "Lepton", JPEGXL: "JPEG-XL's JPEG transcoding", PIXLM: "pixlm's coefficient model"}  # in summaries
 SAID_BY_NAME = {CODERS[c]: SAID[c] for c in CODERS}
-LIBRARIES = {"lepton": "lepton-jpeg-python", "jpegxl": "libjxl through imagecodecs"}  # what decodes each
+LIBRARIES = {"lepton": "lepton-jpeg-python", "jpegxl": "libjxl through imagecodecs",
+             "pixlm": "trainer.engine.jpeg_model"}  # what decodes each
 LEPTON_PACKAGE = "lepton-jpeg-python"
 # One partition: the smallest file (partitions only let a decoder run threads); no size limits of
 # its own beyond the library's (a file it refuses is kept whole).
@@ -140,6 +141,10 @@ def _lepton():
 
 
 def _encode(coder: int, data: bytes) -> bytes:
+    if coder == PIXLM:
+        from trainer.codec import jpeg_coefficients
+
+        return jpeg_coefficients.compress(data)
     if coder == LEPTON:
         lepton = _lepton()
         if lepton is None:
@@ -152,6 +157,10 @@ def _encode(coder: int, data: bytes) -> bytes:
 
 def _decode(coder: int, part: bytes, size: int) -> bytes:
     """The JPEG file of a coder's part (`size`: the file's size; Lepton stops at it)."""
+    if coder == PIXLM:
+        from trainer.codec import jpeg_coefficients
+
+        return jpeg_coefficients.decompress(part, size)
     if coder == LEPTON:
         lepton = _lepton()
         if lepton is None:
@@ -171,7 +180,7 @@ def recoded(data: bytes) -> tuple[list[tuple[int, bytes]], dict]:
     """([(coder, part)] of every coder that gives back `data` byte for byte, smallest first,
     {coder name: why it was not kept} of the others). Each part is decoded at once and compared."""
     good, failed = [], {}
-    for coder in (LEPTON, JPEGXL):
+    for coder in (PIXLM, LEPTON, JPEGXL):
         try:
             part = _encode(coder, data)
             back = _decode(coder, part, len(data))
