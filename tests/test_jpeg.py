@@ -1,6 +1,6 @@
 """JPEG files in, the same JPEG files out, smaller (issue 34, item 1): a JPEG input is recoded at
-the level of its coefficients (Lepton or JPEG-XL's JPEG transcoding, the smaller that restores every
-byte; trainer/codec/jpeg.py) or kept whole (zlib with libjpeg's tables as its dictionary), and
+the level of its coefficients (pixlm's own coefficient model, Lepton or JPEG-XL's JPEG transcoding,
+the smallest that restores every byte; trainer/codec/jpeg.py) or kept whole (zlib with libjpeg's tables as its dictionary), and
 `pixlm decode` writes back the very same file. A suite of JPEG files made here with Pillow."""
 
 import hashlib
@@ -48,7 +48,8 @@ def _crop(array: np.ndarray, height: int, width: int) -> np.ndarray:
 def suite(photos, tmp_path_factory) -> dict[str, bytes]:
     """name -> JPEG file: baseline photos (`photo-*`, 64x64 and up) at 4:2:0 / 4:2:2 / 4:4:4 and
     several qualities, gray, restart intervals, EXIF + ICC + XMP + a comment, optimized tables;
-    progressive ones, odd sizes, trailing bytes after EOI, CMYK (no coder takes it: kept whole)."""
+    progressive ones, odd sizes, trailing bytes after EOI, CMYK (only pixlm's model takes it), progressive
+    CMYK (no coder takes it: kept whole)."""
     a = np.asarray(Image.open(photos[0]).convert("RGB"))
     b = np.asarray(Image.open(photos[1]).convert("RGB"))
     exif = Image.Exif()
@@ -77,6 +78,7 @@ def suite(photos, tmp_path_factory) -> dict[str, bytes]:
         "odd-1x1": _jpeg(_crop(a, 1, 1), quality=90),
         "trailing-garbage": _jpeg(_crop(b, 192, 256), quality=90) + b"trailing bytes \x00\xff\xd9 after EOI",
         "cmyk": _jpeg(_crop(b, 64, 96), "CMYK", quality=90),
+        "cmyk-progressive": _jpeg(_crop(a, 64, 96), "CMYK", quality=90, progressive=True),
     }
 
 
@@ -114,21 +116,25 @@ def test_every_baseline_photo_is_smaller_and_no_stream_exceeds_its_file_plus_the
         assert len(stream) <= len(data) + HEADER, (name, len(stream), len(data))
         if name.startswith("photo-"):
             assert len(stream) < len(data), (name, len(stream), len(data), lines[name])
-    # files of 10 kB and more are recoded (Lepton or JPEG-XL: smaller than the file kept whole), and say
-    # by how much they shrank; below that the file kept whole may be the smaller (zlib with libjpeg's tables)
+    # files of 10 kB and more are recoded (smaller than the file kept whole), and say by how much they
+    # shrank; below that the file kept whole may be the smaller (zlib with libjpeg's tables). The
+    # baseline ones by pixlm's own model (the smallest), the progressive ones by Lepton or JPEG-XL
     for name in RECODED:
         facts = api.info(root / "pxl" / f"{name}.pxl")
-        assert facts["representation"] == "jpeg" and facts["kept_file"]["coder"] in ("lepton", "jpegxl"), name
+        coders = ("lepton", "jpegxl") if name.startswith("progressive") else ("pixlm",)
+        assert facts["representation"] == "jpeg" and facts["kept_file"]["coder"] in coders, (name, facts)
         assert "restored byte for byte" in lines[name] and "% below the file" in lines[name], lines[name]
     assert len((root / "pxl" / "photo-420-q90.pxl").read_bytes()) < 0.92 * len(suite["photo-420-q90"])
 
 
 def test_what_no_jpeg_coder_takes_is_kept_whole_and_said_so(suite, coded):
     root, lines = coded
-    facts = api.info(root / "pxl" / "cmyk.pxl")
+    facts = api.info(root / "pxl" / "cmyk-progressive.pxl")
     assert (facts["representation"], facts["mode"], facts["kept_file"]["format"]) == ("file", "CMYK", "jpeg")
-    assert "kept the file's own bytes" in lines["cmyk"] and "no JPEG coder restores it" in lines["cmyk"]
-    assert "lepton:" in lines["cmyk"] and "jpegxl:" in lines["cmyk"]
+    line = lines["cmyk-progressive"]
+    assert "kept the file's own bytes" in line and "no JPEG coder restores it" in line
+    assert "lepton:" in line and "jpegxl:" in line and "pixlm: not a baseline" in line, line
+    assert api.info(root / "pxl" / "cmyk.pxl")["kept_file"]["coder"] == "pixlm"  # a baseline CMYK file: pixlm's own
     # where the JPEG's headers are most of it, zlib with libjpeg's tables beats the recoders
     assert api.info(root / "pxl" / "odd-1x1.pxl")["kept_file"]["coder"] == "zlib+jpeg-tables"
 
@@ -162,13 +168,17 @@ def test_a_corrupt_jpeg_is_refused_in_one_line_and_nothing_written(suite, tmp_pa
     assert err.count("\n") == 1 and err.startswith("pixlm: error:") and "not a readable JPEG" in err, err
 
 
-def test_both_coders_restore_every_kind_of_jpeg_byte_for_byte(suite):
+def test_every_coder_restores_every_kind_of_jpeg_it_takes_byte_for_byte(suite):
     """Lepton and JPEG-XL's transcoding each give back every file of the suite (whichever the stream
-    keeps), progressive, restart markers, metadata and trailing bytes included; CMYK neither."""
+    keeps), progressive, restart markers, metadata and trailing bytes included; CMYK neither. pixlm's
+    own model takes every baseline file, CMYK too (progressive ones are left to the others)."""
     for name, data in suite.items():
         good, failed = jpeg.recoded(data)
         coders = {jpeg.CODERS[c] for c, _ in good}
-        assert coders == (set() if name == "cmyk" else {"lepton", "jpegxl"}), (name, failed)
+        expected = {"lepton", "jpegxl"} | (set() if "progressive" in name else {"pixlm"})
+        if name.startswith("cmyk"):  # Lepton and JPEG-XL take no CMYK
+            expected -= {"lepton", "jpegxl"}
+        assert coders == expected, (name, failed)
         assert sorted(len(p) for _, p in good) == [len(p) for _, p in good]  # smallest first
 
 
@@ -176,7 +186,7 @@ def test_each_coder_restores_its_jpeg_and_the_api_gives_its_pixels(suite):
     data = suite["photo-422-q90"]
     shape = jpeg.examine(data)
     pixels = np.asarray(Image.open(io.BytesIO(data)))
-    for coder in (jpeg.LEPTON, jpeg.JPEGXL):
+    for coder in (jpeg.LEPTON, jpeg.JPEGXL, jpeg.PIXLM):
         stream = jpeg.pack(b"\0" * 16, data, shape, coder, jpeg._encode(coder, data), ".jpg")
         assert keep.file_bytes(envelope.unpack(stream)) == data
         assert np.array_equal(api.decode(stream, FAST), pixels)
@@ -188,7 +198,7 @@ def test_each_coder_restores_its_jpeg_and_the_api_gives_its_pixels(suite):
 
 def test_without_lepton_the_encoder_uses_jpegxl_and_a_lepton_stream_names_the_package(suite, tmp_path, monkeypatch):
     path = tmp_path / "photo.jpg"
-    path.write_bytes(suite["photo-420-q90"])
+    path.write_bytes(suite["progressive-420"])  # pixlm's own model takes no progressive file
     codec = api.load(FAST)
     lepton_stream, _ = codec.encode_bytes(path)
     monkeypatch.setattr(jpeg, "_lepton", lambda: None)
@@ -214,8 +224,10 @@ def test_damaged_or_forged_jpeg_streams_are_refused(suite, coded, tmp_path):
     with pytest.raises(FormatError, match="fails its size or CRC check"):
         keep.file_bytes(envelope.unpack(_forged(jpeg._encode(jpeg.JPEGXL, other), jpeg.JPEGXL, len(data),
                                                  zlib.crc32(data))))
-    with pytest.raises(FormatError, match="invalid header fields"):  # coder 2 is not a JPEG coder
-        envelope.unpack(_forged(b"x", 2, 1, 0))
+    with pytest.raises(FormatError, match="damaged payload: the JPEG does not decode"):
+        keep.file_bytes(envelope.unpack(_forged(b"PJ\x01" + b"\xff" * 40, jpeg.PIXLM, len(data), 0)))
+    with pytest.raises(FormatError, match="invalid header fields"):  # coder 3 is not a JPEG coder
+        envelope.unpack(_forged(b"x", 3, 1, 0))
     root, _ = coded
     stream = bytearray((root / "pxl" / "photo-444-q95.pxl").read_bytes())
     stream[-50] ^= 0x04
@@ -249,7 +261,7 @@ def test_pixlm_bench_files_compares_the_jpeg_mode_with_lepton_and_jpegxl(suite, 
 
     folder = tmp_path / "jpegs"
     folder.mkdir()
-    for name in ("photo-420-q90", "progressive-420", "photo-gray-q75-64"):
+    for name in ("photo-420-q90", "progressive-420", "odd-1x1"):
         (folder / f"{name}.jpg").write_bytes(suite[name])
     out = tmp_path / "report"
     report = bench.run([folder], [FAST], None, out, threads=1, progress=False, files=True,
@@ -259,11 +271,12 @@ def test_pixlm_bench_files_compares_the_jpeg_mode_with_lepton_and_jpegxl(suite, 
     assert codecs["pixlm-online-fast"]["decodes_exact"] == codecs["pixlm-online-fast"]["decodes_tried"] == 6
     for name, totals in codecs.items():
         assert totals["images_ok"] == 3 and totals["input_bytes"] == sum(map(len, (suite[n] for n in (
-            "photo-420-q90", "progressive-420", "photo-gray-q75-64")))), name
+            "photo-420-q90", "progressive-420", "odd-1x1")))), name
     assert codecs["pixlm-online-fast"]["ratio"] < 1
     recs = {r["image"]: r for r in report["images"] if r["codec"] == "pixlm-online-fast"}
-    assert recs["photo-420-q90.jpg"]["representation"] == "jpeg"
-    assert recs["photo-gray-q75-64.jpg"]["coder"] == "zlib+jpeg-tables"
+    assert recs["photo-420-q90.jpg"]["representation"] == "jpeg" and recs["photo-420-q90.jpg"]["coder"] == "pixlm"
+    assert recs["progressive-420.jpg"]["coder"] in ("lepton", "jpegxl")
+    assert recs["odd-1x1.jpg"]["coder"] == "zlib+jpeg-tables"
     text = (out / "report.md").read_text()
     assert "| bytes | vs files |" in text and "(jpeg: " in text and "| input bytes |" in text
     with pytest.raises(BaselineError, match="cannot code a file byte for byte"):
