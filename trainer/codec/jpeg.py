@@ -1,10 +1,13 @@
 """JPEG files in, the same JPEG files out, smaller (format version 5, representation 4 `jpeg`).
 
 A JPEG file's pixels cost a lossless pixel coder 2-3x the file, and the pixels do not give the file
-back. So a JPEG input is coded at the level of its coefficients by a lossless JPEG recompressor
-that restores the very same bytes, headers, metadata (EXIF, ICC, XMP, comments), restart markers,
-progressive scans and trailing bytes included:
+back. So a JPEG input is coded at the level of its coefficients by a lossless JPEG coder that
+restores the very same bytes, headers, metadata (EXIF, ICC, XMP, comments), restart markers and
+trailing bytes included:
 
+- `pixlm` (trainer.codec.jpeg_coefficients): pixlm's own, for baseline files (one sequential
+  Huffman scan; progressive ones are left to the others): the coefficients through the engine's
+  context-mixing model (trainer.engine.jpeg_model);
 - `lepton` (`lepton-jpeg-python`, the Rust port of Dropbox's Lepton, maintained by Microsoft):
   the coefficients through an arithmetic coder in the contexts of their neighbours; run as one
   partition (`max_partitions` 1: 1.8 % smaller than its default of several on 40 photos, which
@@ -12,20 +15,20 @@ progressive scans and trailing bytes included:
 - `jpegxl` (libjxl's lossless JPEG transcoding through imagecodecs, as `cjxl` / `djxl` do it):
   the coefficients as a JPEG-XL image with the JPEG reconstruction box.
 
-The encoder runs both, decodes each result at once and keeps the smallest that gives back every
-byte of the file; where neither does (CMYK, arithmetic coding, a damaged scan libjpeg still
-decodes) or the file's own bytes are smaller (a tiny JPEG, whose headers are most of it: zlib with
-libjpeg's tables as its dictionary, below), the stream keeps the file whole (trainer.codec.keep,
-representation `file`). So a JPEG's stream is never larger than the file plus the header. A file
-libjpeg cannot decode (truncated, damaged headers, 12-bit) is refused in one line (`examine`).
-On 40 photos (benchmarks/results/jpeg): 19.4 % below the files; Lepton's defaults 18.0 %,
-JPEG-XL 16.5 %.
+The encoder runs each, decodes each result at once and keeps the smallest that gives back every
+byte of the file; where none does (a progressive CMYK file, arithmetic coding, a damaged scan
+libjpeg still decodes) or the file's own bytes are smaller (a tiny JPEG, whose headers are most of
+it: zlib with libjpeg's tables as its dictionary, below), the stream keeps the file whole
+(trainer.codec.keep, representation `file`). So a JPEG's stream is never larger than the file plus
+the header. A file libjpeg cannot decode (truncated, damaged headers, 12-bit) is refused in one line
+(`examine`). On 40 photos (benchmarks/results/jpeg): 21.4 % below the files; Lepton's defaults
+18.0 %, JPEG-XL 16.5 %.
 
 The stream: the envelope of trainer.codec.envelope at version 5, representation 4 (`jpeg`), byte
-22 naming the coder (0 lepton, 1 jpegxl), the picture's width, height, channels and depth (what
-`pixlm info` shows), the CRC32 of the file's own bytes, the `FMT ` entry of a kept file (JSON:
-format, size, suffix), and one part: the coder's bytes. Decoding restores the file, checks its size and CRC and
-writes it back under its own suffix.
+22 naming the coder (0 lepton, 1 jpegxl, 2 pixlm), the picture's width, height, channels and depth
+(what `pixlm info` shows), the CRC32 of the file's own bytes, the `FMT ` entry of a kept file
+(JSON: format, size, suffix), and one part: the coder's bytes. Decoding restores the file, checks
+its size and CRC and writes it back under its own suffix.
 """
 
 import io
