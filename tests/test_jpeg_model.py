@@ -109,10 +109,11 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("level", cpu_levels())
+@pytest.mark.parametrize("level", [level for level in cpu_levels() if level != "host"])
 def test_the_kernels_give_the_same_bytes_on_every_cpu_level_with_bounds_checked(level, tmp_path):
-    """Compiled afresh for each CPU target, with numba's bounds checks in: the golden parts decode
-    and re-encode to the same bytes (integer arithmetic only), and no index leaves its array."""
+    """Compiled afresh for each CPU target below the host's (the host's own is the golden test
+    above, in this process), with numba's bounds checks in: the golden parts decode and re-encode
+    to the same bytes (integer arithmetic only), and no index leaves its array."""
     env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     if level != "host":
         env["NUMBA_CPU_NAME"] = level

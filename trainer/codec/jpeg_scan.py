@@ -137,127 +137,128 @@ def _geometry(width, height, sampling):
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode(data, pos, end, tables, slots, sampling, mcux, mcuy, blocks_x, restart, out, offsets):
-    """Huffman-decode the scan from `pos`; (position after it, 0) or (-1, error code)."""
-    ncomp = slots.shape[0]
-    bitbuf = 0
-    nbits = 0
-    pred = np.zeros(ncomp, dtype=np.int64)
-    # lookup: per slot, per (length, code) a symbol: first code and index of each length
-    first = np.zeros((8, 18), dtype=np.int64)
-    index = np.zeros((8, 18), dtype=np.int64)
-    symbols = np.full((8, 256), -1, dtype=np.int64)
+def _lookup(tables):
+    """Per table slot and code length: the first code, the index of its first symbol, how many
+    codes; and the symbols in code order (canonical Huffman decoding, T.81 F.2.2.3)."""
+    first = np.full((8, 17), -1, dtype=np.int64)
+    index = np.zeros((8, 17), dtype=np.int64)
     count = np.zeros((8, 17), dtype=np.int64)
+    symbols = np.full((8, 256), -1, dtype=np.int64)
     for s in range(8):
         for sym in range(256):
-            if tables[s, 1, sym]:
-                count[s, tables[s, 1, sym]] += 1
+            length = tables[s, 1, sym]
+            if length:
+                count[s, length] += 1
+                if first[s, length] < 0 or tables[s, 0, sym] < first[s, length]:
+                    first[s, length] = tables[s, 0, sym]
         k = 0
         for length in range(1, 17):
-            first[s, length] = -1
-            for sym in range(256):
-                if tables[s, 1, sym] == length and (first[s, length] < 0 or tables[s, 0, sym] < first[s, length]):
-                    first[s, length] = tables[s, 0, sym]
             index[s, length] = k
             k += count[s, length]
         for sym in range(256):
             length = tables[s, 1, sym]
             if length:
                 symbols[s, index[s, length] + tables[s, 0, sym] - first[s, length]] = sym
-    total = mcux * mcuy
-    marker_seen = False
-    for m in range(total):
+    return first, index, count, symbols
+
+
+@numba.njit(cache=True, nogil=True)
+def _bit(data, end, st):
+    """The scan's next bit; st = [position, byte, bits left in it, past the data]. Stuffed zeros
+    are skipped; at a marker or the end the bits are ones (padding; the re-encode checks them)."""
+    if st[2] == 0:
+        pos = st[0]
+        byte = 0xFF
+        if st[3] or pos >= end:
+            st[3] = 1
+        else:
+            byte = data[pos]
+            if byte != 0xFF:
+                st[0] = pos + 1
+            elif pos + 1 < end and data[pos + 1] == 0:
+                st[0] = pos + 2
+            else:
+                st[3] = 1
+        st[1] = byte
+        st[2] = 8
+    st[2] -= 1
+    return (st[1] >> st[2]) & 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _symbol(data, end, st, slot, first, index, count, symbols):
+    """The next Huffman symbol of table `slot`, or -1 where no code of 16 bits or fewer matches."""
+    code = 0
+    for length in range(1, 17):
+        code = (code << 1) | _bit(data, end, st)
+        if first[slot, length] >= 0 and first[slot, length] <= code < first[slot, length] + count[slot, length]:
+            return symbols[slot, index[slot, length] + code - first[slot, length]]
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _block(data, end, st, out, base, dc_slot, ac_slot, prev_dc, first, index, count, symbols):
+    """One block's coefficients into out[base:base + 64] (zigzag); (0, its DC) or (error code, 0)."""
+    k = 0
+    dc = prev_dc
+    while k < 64:
+        sym = _symbol(data, end, st, dc_slot if k == 0 else ac_slot, first, index, count, symbols)
+        if sym < 0:
+            return 2, 0
+        size, run = (sym, 0) if k == 0 else (sym & 15, sym >> 4)
+        if k > 0 and size == 0:
+            if run != 15:
+                break  # EOB
+            k += 16  # ZRL
+            if k > 64:
+                return 3, 0
+            continue
+        if size > 15:
+            return 3, 0
+        value = 0
+        for _ in range(size):
+            value = (value << 1) | _bit(data, end, st)
+        if size > 0 and value < (1 << (size - 1)):
+            value -= (1 << size) - 1
+        k += run
+        if k > 63:
+            return 3, 0
+        if k == 0:
+            dc += value
+            value = dc
+        out[base + k] = value
+        k += 1
+    return 0, dc
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode(data, pos, end, tables, slots, sampling, mcux, mcuy, blocks_x, restart, out, offsets):
+    """Huffman-decode the scan from `pos`; (position after it, 0) or (-1, error code: 1 restart
+    marker, 2 Huffman code, 3 run past the block, 4 truncated)."""
+    first, index, count, symbols = _lookup(tables)
+    ncomp = slots.shape[0]
+    pred = np.zeros(ncomp, dtype=np.int64)
+    st = np.array([pos, 0, 0, 0], dtype=np.int64)
+    for m in range(mcux * mcuy):
         if restart > 0 and m > 0 and m % restart == 0:
-            nbits = 0
-            bitbuf = 0
-            marker_seen = False
-            if pos + 1 >= end or data[pos] != 0xFF or data[pos + 1] != 0xD0 + ((m // restart - 1) & 7):
+            at = st[0]
+            if at + 1 >= end or data[at] != 0xFF or data[at + 1] != 0xD0 + ((m // restart - 1) & 7):
                 return -1, 1
-            pos += 2
-            for c in range(ncomp):
-                pred[c] = 0
+            st[:] = (at + 2, 0, 0, 0)
+            pred[:] = 0
         my, mx = m // mcux, m % mcux
         for c in range(ncomp):
             h, v = sampling[c, 0], sampling[c, 1]
             for by in range(v):
                 for bx in range(h):
-                    row, col = my * v + by, mx * h + bx
-                    base = offsets[c] + (row * blocks_x[c] + col) * 64
-                    k = 0
-                    while k < 64:
-                        slot = slots[c, 0] if k == 0 else slots[c, 1]
-                        # one symbol
-                        code = 0
-                        length = 0
-                        sym = -1
-                        while length < 16:
-                            if nbits == 0:
-                                if marker_seen or pos >= end:
-                                    byte = 0xFF  # past the data: ones, as padding (checked by the re-encode)
-                                    marker_seen = True
-                                else:
-                                    byte = data[pos]
-                                    if byte == 0xFF:
-                                        if pos + 1 < end and data[pos + 1] == 0:
-                                            pos += 2
-                                        else:
-                                            marker_seen = True
-                                    else:
-                                        pos += 1
-                                bitbuf = byte
-                                nbits = 8
-                            nbits -= 1
-                            code = (code << 1) | ((bitbuf >> nbits) & 1)
-                            length += 1
-                            if first[slot, length] >= 0 and code - first[slot, length] < count[slot, length] \
-                                    and code >= first[slot, length]:
-                                sym = symbols[slot, index[slot, length] + code - first[slot, length]]
-                                break
-                        if sym < 0:
-                            return -1, 2
-                        size = sym & 15 if k > 0 else sym
-                        run = sym >> 4 if k > 0 else 0
-                        if k > 0 and size == 0:
-                            if run == 15:
-                                k += 16
-                                if k > 64:
-                                    return -1, 3
-                                continue
-                            break  # EOB
-                        if size > 15:
-                            return -1, 3
-                        value = 0
-                        for _ in range(size):
-                            if nbits == 0:
-                                if marker_seen or pos >= end:
-                                    byte = 0xFF
-                                    marker_seen = True
-                                else:
-                                    byte = data[pos]
-                                    if byte == 0xFF:
-                                        if pos + 1 < end and data[pos + 1] == 0:
-                                            pos += 2
-                                        else:
-                                            marker_seen = True
-                                    else:
-                                        pos += 1
-                                bitbuf = byte
-                                nbits = 8
-                            nbits -= 1
-                            value = (value << 1) | ((bitbuf >> nbits) & 1)
-                        if size > 0 and value < (1 << (size - 1)):
-                            value -= (1 << size) - 1
-                        k += run
-                        if k > 63:
-                            return -1, 3
-                        if k == 0:
-                            pred[c] += value
-                            value = pred[c]
-                        out[base + k] = value
-                        k += 1
-    if marker_seen:
+                    base = offsets[c] + ((my * v + by) * blocks_x[c] + mx * h + bx) * 64
+                    err, pred[c] = _block(data, end, st, out, base, slots[c, 0], slots[c, 1], pred[c], first, index,
+                                          count, symbols)
+                    if err:
+                        return -1, err
+    if st[3]:
         return -1, 4  # the scan ran into a marker: a truncated file
-    return pos, 0
+    return st[0], 0
 
 
 @numba.njit(cache=True, nogil=True)
