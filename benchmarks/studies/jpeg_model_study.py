@@ -57,7 +57,7 @@ def main() -> None:
         assert jpeg_coefficients.decompress(part, len(data)) == data, name
         decode = time.perf_counter() - start
         layout = jpeg_coefficients._model_layout(scan)
-        _, cost = jpeg_model.encode(jpeg_scan.flat(scan), *layout[:4], scan.quant)
+        _, cost = jpeg_model.encode(scan.values, *layout[:4], scan.quant)
         kinds += cost
         lepton = len(jpeg._encode(jpeg.LEPTON, data))
         rows.append({"file": name, "bytes": len(data), "pixlm": len(part), "lepton_one_partition": lepton,

@@ -43,7 +43,7 @@ def compress(data: bytes) -> bytes:
 
     scan = jpeg_scan.split(data)
     offsets, rows, cols, sampling, _ = _model_layout(scan)
-    payload, _ = jpeg_model.encode(jpeg_scan.flat(scan), offsets, rows, cols, sampling, scan.quant)
+    payload, _ = jpeg_model.encode(scan.values, offsets, rows, cols, sampling, scan.quant)
     z = _zlib(header_dictionary())
     headers = z.compress(scan.head + scan.tail) + z.flush()
     return MAGIC + _SIZES.pack(len(scan.head), len(scan.tail), len(headers)) + headers + payload
@@ -73,8 +73,7 @@ def decompress(part: bytes, size: int) -> bytes:
     offsets, rows, cols, sampling, total = _model_layout(scan)
     if total // 64 > 4 * size:  # Huffman codes a block in 2 bits at least (DC, EOB): nothing to allocate for a lie
         raise DamagedPart("its header declares more blocks than a file of its size holds")
-    values = jpeg_model.decode(part[start + zsize:], total, offsets, rows, cols, sampling, scan.quant)
-    if (np.abs(values) > 2047).any():
+    jpeg_model.decode(part[start + zsize:], scan.values, offsets, rows, cols, sampling, scan.quant)
+    if not jpeg_scan.in_range(scan.values):
         raise DamagedPart("a coefficient out of range")
-    jpeg_scan.place(scan, values)
     return jpeg_scan.join(scan)

@@ -9,8 +9,9 @@ encoder did something else (padding bits other than ones, a longer code than nee
 63rd coefficient, ...) raises Unsupported and is left to the other coders (trainer.codec.jpeg).
 Progressive, arithmetic-coded, 12-bit and multi-scan files are Unsupported too.
 
-Coefficients are kept in the scan's own (zigzag) order, int16, one array a component of shape
-(block rows, block columns, 64) over the blocks the scan codes (whole MCUs in an interleaved scan).
+Coefficients are kept in the scan's own (zigzag) order, int16, in one flat array (`values`: 2 bytes
+a coefficient, so a 24-megapixel photo's take ~72 MB) viewed per component as (block rows, block
+columns, 64) over the blocks the scan codes (whole MCUs in an interleaved scan).
 """
 
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ class Scan:
     restart: int  # MCUs per restart interval (0: none)
     tables: np.ndarray  # (8, 2, 256) int64: per table slot (DC 0-3, AC 4-7): code, length per symbol
     slots: np.ndarray  # (components, 2): DC slot, AC slot
-    coefficients: list  # per component: int16 (rows, cols, 64), zigzag order
+    values: np.ndarray  # every component's coefficients one after another, int16
+    coefficients: list  # per component: a view of `values`, (rows, cols, 64), zigzag order
 
 
 def _segments(data: bytes):
@@ -364,8 +366,13 @@ def layout(head: bytes, tail: bytes = b"") -> Scan:
         tables[4 + ta] = _code_table(*facts["huff"][(1, ta)])
         slots[j] = td, 4 + ta
     _, _, shapes = _geometry(facts["width"], facts["height"], sampling)
+    values = np.zeros(sum(r * c * 64 for r, c in shapes), dtype=np.int16)
+    views, at = [], 0
+    for r, c in shapes:
+        views.append(values[at:at + r * c * 64].reshape(r, c, 64))
+        at += r * c * 64
     return Scan(head, tail, facts["width"], facts["height"], sampling, [facts["quant"][c[3]] for c, _, _ in order],
-                facts["restart"], tables, slots, [np.zeros((r, c, 64), dtype=np.int16) for r, c in shapes])
+                facts["restart"], tables, slots, values, views)
 
 
 def _mcus(scan: Scan) -> tuple[int, int]:
@@ -375,17 +382,9 @@ def _mcus(scan: Scan) -> tuple[int, int]:
     return mcux, mcuy
 
 
-def flat(scan: Scan) -> np.ndarray:
-    """Every component's coefficients one after another (int64), as `place` takes them back."""
-    return np.concatenate([c.reshape(-1).astype(np.int64) for c in scan.coefficients])
-
-
-def place(scan: Scan, values: np.ndarray) -> None:
-    """Set the scan's coefficients from `flat`'s layout."""
-    at = 0
-    for c in scan.coefficients:
-        c.reshape(-1)[:] = values[at:at + c.size]
-        at += c.size
+def in_range(values: np.ndarray) -> bool:
+    """Every coefficient within what an 8-bit baseline JPEG holds (|v| <= 2047)."""
+    return not ((values > 2047) | (values < -2047)).any()
 
 
 def split(data: bytes) -> Scan:
@@ -394,14 +393,13 @@ def split(data: bytes) -> Scan:
     scan = layout(data[:facts["scan_start"]])
     samp, offsets, blocks_x, total = _arrays(scan)
     mcux, mcuy = _mcus(scan)
-    values = np.zeros(total, dtype=np.int64)
+    values = scan.values
     end, err = _decode(np.frombuffer(data, dtype=np.uint8), facts["scan_start"], len(data), scan.tables, scan.slots,
                        samp, mcux, mcuy, blocks_x, scan.restart, values, offsets)
     if err:
         raise Unsupported(("", "restart marker", "Huffman code", "run past 64", "truncated scan")[err])
-    if (np.abs(values) > 2047).any():
+    if not in_range(values):
         raise Unsupported("coefficient out of range")
-    place(scan, values)
     scan.tail = data[end:]
     if not scan.tail.startswith(b"\xff\xd9") or join(scan) != data:
         raise Unsupported("not restored byte for byte")
@@ -413,7 +411,7 @@ def scan_bytes(scan: Scan) -> bytes:
     samp, offsets, blocks_x, total = _arrays(scan)
     mcux, mcuy = _mcus(scan)
     out = np.zeros(total * 8 + 1024, dtype=np.uint8)  # at most 16 + 11 bits a coefficient, each byte stuffed
-    n = _encode(flat(scan), offsets, scan.tables, scan.slots, samp, mcux, mcuy, blocks_x, scan.restart, out)
+    n = _encode(scan.values, offsets, scan.tables, scan.slots, samp, mcux, mcuy, blocks_x, scan.restart, out)
     return out[:n].tobytes()
 
 

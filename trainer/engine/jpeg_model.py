@@ -446,17 +446,18 @@ def _quant(quant) -> np.ndarray:
 
 
 def encode(flat, offsets, rows, cols, samp, quant) -> tuple[bytes, np.ndarray]:
-    """(the coded coefficients, the model's cost in bits by decision kind); `flat` is not changed."""
+    """(the coded coefficients, the model's cost in bits by decision kind). `flat`: every
+    component's coefficients (int16, zigzag); the kernel writes each value back as it codes it, the
+    same value, so it is left as it was."""
     state, out = rangecoder.new_encoder(flat.shape[0] * 3 + 1024)
     cost = np.zeros(16)
-    _run(flat.copy(), offsets, rows, cols, samp, _quant(quant), (*new_model(), state, out, cost, False))
+    _run(flat, offsets, rows, cols, samp, _quant(quant), (*new_model(), state, out, cost, False))
     n = rangecoder.finish(state, out)
     return out[:n].tobytes(), cost
 
 
-def decode(payload: bytes, total, offsets, rows, cols, samp, quant) -> np.ndarray:
-    flat = np.zeros(total, dtype=np.int64)
+def decode(payload: bytes, flat, offsets, rows, cols, samp, quant) -> None:
+    """Decode the coefficients into `flat` (int16, the layout `encode` took)."""
     data = np.frombuffer(payload, dtype=np.uint8).copy()  # one kernel both ways: a writable buffer
     state = rangecoder.new_decoder(data)[0]
     _run(flat, offsets, rows, cols, samp, _quant(quant), (*new_model(), state, data, np.zeros(16), True))
-    return flat
