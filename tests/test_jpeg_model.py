@@ -14,18 +14,11 @@ import pytest
 from PIL import Image
 
 from tests.test_engine import cpu_levels
+from tests.test_jpeg import _jpeg
 from trainer.codec import jpeg_coefficients, jpeg_scan
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "expected" / "jpeg"
-
-
-def _jpeg(array: np.ndarray, mode: str | None = None, **options) -> bytes:
-    image = Image.fromarray(array)
-    image = image.convert(mode) if mode else image
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", **options)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")

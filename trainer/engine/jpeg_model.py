@@ -140,15 +140,9 @@ def _code_bit(bit, kind_set, apm_ctx, m):
     p = 1 if p < 1 else (4095 if p > 4095 else p)
     p16 = p << 4
     if decoding:
-        bit = 1 if rangecoder.target(rc) < p16 else 0
-        if bit:
-            rangecoder.consume(rc, buf, 0, p16)
-        else:
-            rangecoder.consume(rc, buf, p16, 65536 - p16)
-    elif bit:
-        rangecoder.encode(rc, buf, 0, p16)
+        bit = rangecoder.decode_bit(rc, buf, p16)
     else:
-        rangecoder.encode(rc, buf, p16, 65536 - p16)
+        rangecoder.encode_bit(rc, buf, bit, p16)
     cost[kind_set >> 10] += LOG_COST[p] if bit else LOG_COST[4096 - p]
     for i in range(N_INPUTS):
         counters.update(cnt, i, idx[i], bit, LIMIT, RATES)

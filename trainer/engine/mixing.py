@@ -114,15 +114,8 @@ def _with_seen(st, cx, sel):
 @numba.njit(cache=True, nogil=True)
 def _code_bit(bit, p16, decode, enc, out, dec, data):
     if decode:
-        bit = 1 if rc.target(dec) < p16 else 0
-        if bit:
-            rc.consume(dec, data, 0, p16)
-        else:
-            rc.consume(dec, data, p16, 65536 - p16)
-    elif bit:
-        rc.encode(enc, out, 0, p16)
-    else:
-        rc.encode(enc, out, p16, 65536 - p16)
+        return rc.decode_bit(dec, data, p16)
+    rc.encode_bit(enc, out, bit, p16)
     return bit
 
 

@@ -117,3 +117,23 @@ def consume_of(state, data, cum, freq, total):
 @numba.njit(cache=True, nogil=True)
 def consume(state, data, cum, freq):
     consume_of(state, data, cum, freq, 1 << TOTAL_BITS)
+
+
+@numba.njit(cache=True, nogil=True)
+def encode_bit(state, out, bit, p16):
+    """Code a binary decision whose 1 has probability p16 / 2**16 (1 .. 65535)."""
+    if bit:
+        encode(state, out, 0, p16)
+    else:
+        encode(state, out, p16, 65536 - p16)
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_bit(state, data, p16) -> int:
+    """The binary decision `encode_bit` coded with the same p16."""
+    bit = 1 if target(state) < p16 else 0
+    if bit:
+        consume(state, data, 0, p16)
+    else:
+        consume(state, data, p16, 65536 - p16)
+    return bit
