@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-step() { echo "setup.sh [$1/4, ${SECONDS}s] $2"; }
+step() { echo "setup.sh [$1/5, ${SECONDS}s] $2"; }
 step 1 "virtual environment .venv"
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 step 2 "torch 2.13.0 (CPU build; ~20 s)"
@@ -19,4 +19,8 @@ step 4 "SmolLM2-135M (GGUF, 98 MB) for recipe lora_smollm2"
 # A default Accelerate config for this machine, unless the user has one: `accelerate launch` then
 # stops warning that --num_processes etc. were guessed.
 [[ -f "${HF_HOME:-$HOME/.cache/huggingface}/accelerate/default_config.yaml" ]] || .venv/bin/accelerate config default >/dev/null
+# numba compiles the codec's kernels on first use and caches them beside the sources: once here,
+# so the first `pixlm encode` does not spend two minutes compiling.
+step 5 "the codec's compiled kernels (numba, cached in trainer/**/__pycache__; ~2 min once)"
+.venv/bin/python -m trainer.compile_kernels
 echo "setup.sh done in ${SECONDS}s: .venv is ready"
