@@ -59,8 +59,9 @@ def test_baseline_scans_split_into_coefficients_and_join_byte_for_byte(files):
 def test_what_the_scan_module_does_not_restore_is_unsupported(files, photos):
     a = np.asarray(Image.open(photos[0]).convert("RGB"))[:64, :64]
     data = files["420-q75"]
+    sof = data.index(b"\xff\xc0")
     for bad in (_jpeg(a, quality=90, progressive=True), data[:len(data) // 2], data[:600], b"not a jpeg",
-                data[:2] + b"\xff\xc9" + data[4:]):
+                data[:2] + b"\xff\xc9" + data[4:], data[:sof + 5] + b"\xff\xd9"):
         with pytest.raises(jpeg_scan.Unsupported):
             jpeg_scan.split(bad)
 

@@ -60,7 +60,16 @@ def _segments(data: bytes):
 
 
 def parse(data: bytes) -> dict:
-    """The header's facts, or Unsupported."""
+    """The header's facts, or Unsupported (a damaged header too)."""
+    try:
+        return _parse(data)
+    except (IndexError, ValueError) as err:
+        if isinstance(err, Unsupported):
+            raise
+        raise Unsupported(f"damaged header ({err})") from None
+
+
+def _parse(data: bytes) -> dict:
     quant, huff, frame, restart, scan = {}, {}, None, 0, None
     for marker, a, b in _segments(data):
         seg = data[a:b]
@@ -71,6 +80,8 @@ def parse(data: bytes) -> dict:
                 if precision != 0:
                     raise Unsupported("16-bit quantization table")
                 quant[tid] = np.frombuffer(seg[i + 1:i + 65], dtype=np.uint8).astype(np.int64)
+                if quant[tid].shape[0] != 64:
+                    raise Unsupported("quantization table cut short")
                 i += 65
         elif marker == 0xC4:
             i = 0
@@ -100,7 +111,8 @@ def parse(data: bytes) -> dict:
         raise Unsupported("no frame or no scan")
     width, height, comps = frame
     members, (ss, se, a), scan_start = scan
-    if (ss, se, a) != (0, 63, 0) or len(members) != len(comps) or width == 0 or height == 0:
+    if (ss, se, a) != (0, 63, 0) or len(members) != len(comps) or not 1 <= len(comps) <= 4 or width == 0 \
+            or height == 0:
         raise Unsupported("the first scan does not hold every component")
     by_id = {c[0]: c for c in comps}
     order = []
