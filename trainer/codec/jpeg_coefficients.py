@@ -24,12 +24,8 @@ class DamagedPart(ValueError):
 
 def _model_layout(scan: jpeg_scan.Scan):
     """(offsets, rows, columns, sampling, total) of the scan's coefficients as the model takes them."""
-    shapes = [c.shape[:2] for c in scan.coefficients]
-    sizes = [r * c * 64 for r, c in shapes]
-    offsets = np.array([0] + list(np.cumsum(sizes)[:-1]), dtype=np.int64)
-    rows = np.array([r for r, _ in shapes], dtype=np.int64)
-    cols = np.array([c for _, c in shapes], dtype=np.int64)
-    return offsets, rows, cols, np.array(scan.sampling, dtype=np.int64), sum(sizes)
+    offsets, rows, cols, total = jpeg_scan.geometry(scan)
+    return offsets, rows, cols, np.array(scan.sampling, dtype=np.int64), total
 
 
 def _zlib(dictionary: bytes):

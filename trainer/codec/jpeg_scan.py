@@ -142,7 +142,7 @@ def _code_table(counts, values) -> np.ndarray:
     return out
 
 
-def _geometry(width, height, sampling):
+def _mcu_grid(width, height, sampling):
     hmax, vmax = max(h for h, _ in sampling), max(v for _, v in sampling)
     if len(sampling) == 1:  # a one-component scan is not interleaved: its own blocks, no MCU padding
         return 1, 1, [(-(-height // 8), -(-width // 8))]
@@ -350,15 +350,21 @@ def _encode(coefs, offsets, tables, slots, sampling, mcux, mcuy, blocks_x, resta
     return n
 
 
-def _arrays(scan: Scan):
+def geometry(scan: Scan) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(offsets in `values`, block rows, block columns, coefficient count) of each component."""
+    rows = np.array([c.shape[0] for c in scan.coefficients], dtype=np.int64)
+    cols = np.array([c.shape[1] for c in scan.coefficients], dtype=np.int64)
+    sizes = rows * cols * 64
+    return np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64), rows, cols, int(sizes.sum())
+
+
+def _scan_arrays(scan: Scan):
+    """(sampling as the scan walks it: 1x1 for a one-component scan, offsets, block columns, count)."""
     sampling = np.array(scan.sampling, dtype=np.int64)
     if len(scan.sampling) == 1:
         sampling[:] = 1
-    rows_cols = [c.shape[:2] for c in scan.coefficients]
-    sizes = [r * c * 64 for r, c in rows_cols]
-    offsets = np.array([0] + list(np.cumsum(sizes)[:-1]), dtype=np.int64)
-    blocks_x = np.array([c for _, c in rows_cols], dtype=np.int64)
-    return sampling, offsets, blocks_x, sum(sizes)
+    offsets, _, cols, total = geometry(scan)
+    return sampling, offsets, cols, total
 
 
 def layout(head: bytes, tail: bytes = b"") -> Scan:
@@ -377,7 +383,7 @@ def layout(head: bytes, tail: bytes = b"") -> Scan:
         tables[td] = _code_table(*facts["huff"][(0, td)])
         tables[4 + ta] = _code_table(*facts["huff"][(1, ta)])
         slots[j] = td, 4 + ta
-    _, _, shapes = _geometry(facts["width"], facts["height"], sampling)
+    _, _, shapes = _mcu_grid(facts["width"], facts["height"], sampling)
     values = np.zeros(sum(r * c * 64 for r, c in shapes), dtype=np.int16)
     views, at = [], 0
     for r, c in shapes:
@@ -390,7 +396,7 @@ def layout(head: bytes, tail: bytes = b"") -> Scan:
 def _mcus(scan: Scan) -> tuple[int, int]:
     if len(scan.sampling) == 1:  # one block an MCU
         return scan.coefficients[0].shape[1], scan.coefficients[0].shape[0]
-    mcux, mcuy, _ = _geometry(scan.width, scan.height, scan.sampling)
+    mcux, mcuy, _ = _mcu_grid(scan.width, scan.height, scan.sampling)
     return mcux, mcuy
 
 
@@ -403,7 +409,7 @@ def split(data: bytes) -> Scan:
     """The file's parts; Unsupported unless `join` of them gives back `data` exactly."""
     facts = parse(data)
     scan = layout(data[:facts["scan_start"]])
-    samp, offsets, blocks_x, total = _arrays(scan)
+    samp, offsets, blocks_x, total = _scan_arrays(scan)
     mcux, mcuy = _mcus(scan)
     values = scan.values
     end, err = _decode(np.frombuffer(data, dtype=np.uint8), facts["scan_start"], len(data), scan.tables, scan.slots,
@@ -420,7 +426,7 @@ def split(data: bytes) -> Scan:
 
 def scan_bytes(scan: Scan) -> bytes:
     """The entropy-coded scan of the coefficients."""
-    samp, offsets, blocks_x, total = _arrays(scan)
+    samp, offsets, blocks_x, total = _scan_arrays(scan)
     mcux, mcuy = _mcus(scan)
     out = np.zeros(total * 8 + 1024, dtype=np.uint8)  # at most 16 + 11 bits a coefficient, each byte stuffed
     n = _encode(scan.values, offsets, scan.tables, scan.slots, samp, mcux, mcuy, blocks_x, scan.restart, out)
