@@ -7,6 +7,12 @@ band at a time by the streaming PNG reader. Writes JSON.
 
     python benchmarks/large_image.py --width 20000 --height 15000 --depth 16 \
         --out benchmarks/results/large_image.json
+
+With `--jpeg QUALITY` the input is a JPEG file instead (a photo resized to the size by Pillow,
+bicubic, saved at that quality), coded in pixlm's JPEG mode and compared byte for byte:
+
+    python benchmarks/large_image.py --jpeg 92 --width 6000 --height 4000 \
+        --out benchmarks/results/large_jpeg.json
 """
 
 import argparse
@@ -78,18 +84,29 @@ def main() -> None:
     parser.add_argument("--depth", type=int, choices=(8, 16), default=16)
     parser.add_argument("--channels", type=int, choices=(1, 3), default=1)
     parser.add_argument("--bundle", default="checkpoints/pixlm-online-fast")
+    parser.add_argument("--jpeg", type=int, default=None, metavar="QUALITY", help="code a JPEG file of a photo")
+    parser.add_argument("--photo", type=Path, default=REPO.parent / "shared" / "data" / "photos" / "041.png")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.out.parent) as tmp:
-        source, stream, back = Path(tmp) / "in.png", Path(tmp) / "in.pxl", Path(tmp) / "out.png"
-        make(source, args.width, args.height, args.depth, args.channels)
+        suffix = ".jpg" if args.jpeg else ".png"
+        source, stream, back = Path(tmp) / f"in{suffix}", Path(tmp) / "in.pxl", Path(tmp) / f"out{suffix}"
+        if args.jpeg:
+            from PIL import Image
+
+            photo = Image.open(args.photo).convert("RGB").resize((args.width, args.height), Image.BICUBIC)
+            photo.save(source, quality=args.jpeg)
+        else:
+            make(source, args.width, args.height, args.depth, args.channels)
         limit = ["--max-pixels", str(args.width * args.height)]
         encode = run("encode", source, stream, "--bundle", args.bundle, *limit)
         decode = run("decode", stream, back)
         result = {"command": " ".join(sys.argv), "machine": platform.processor() or platform.machine(),
-                  "image": f"{args.width}x{args.height}x{args.channels}, {args.depth}-bit",
+                  "image": (f"{args.width}x{args.height} JPEG of {args.photo.name}, quality {args.jpeg}" if args.jpeg
+                            else f"{args.width}x{args.height}x{args.channels}, {args.depth}-bit"),
                   "input_bytes": source.stat().st_size, "stream_bytes": stream.stat().st_size,
-                  "encode": encode, "decode": decode, "identical": same(source, back)}
+                  "encode": encode, "decode": decode,
+                  "identical": (source.read_bytes() == back.read_bytes()) if args.jpeg else same(source, back)}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 
