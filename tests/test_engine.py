@@ -305,6 +305,9 @@ def test_settings_and_bundles_are_checked(bundles, tmp_path):
     with pytest.raises(BundleError, match="not empty"):
         export_online(tmp_path / "full", "fast")
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    with pytest.raises(BundleError, match="needs a trained network"):  # refused before anything is written
+        export_online(tmp_path / "no-net", "max", {"network": 1})
+    assert not (tmp_path / "no-net").exists()
     import shutil
 
     bad = tmp_path / "bad"

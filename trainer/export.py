@@ -161,11 +161,11 @@ def export_online(out: Path, preset: str = "fast", overrides: dict | None = None
                                              **({"network": 1} if net is not None else {})})
     except (TypeError, ValueError) as err:
         raise BundleError(str(err)) from None
+    if settings.network and net is None:
+        raise BundleError("engine setting network=1 needs a trained network (pixlm poc trains one)")
     if out.exists() and any(out.iterdir()):
         raise BundleError(f"{out} exists and is not empty")
     out.mkdir(parents=True, exist_ok=True)
-    if settings.network and net is None:
-        raise BundleError("engine setting network=1 needs a trained network (pixlm poc trains one)")
     save_tables(out, net)
     codec = {"format_version": ONLINE_FORMAT_VERSION, "kind": ONLINE.name, "precision": 16, "engine": settings.to_dict()}
     (out / CODEC_FILE).write_text(json.dumps(codec, indent=1))
