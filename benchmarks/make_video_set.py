@@ -7,9 +7,16 @@ RGB rounded and clamped. The result holds what such sources hold and the trainin
 colours on a rounded lattice, chroma that repeats every 2 pixels.
 
     python benchmarks/make_video_set.py ../shared/data/photos/{005,012,023,036}.png --crop 512x384 --out .cache/video
+
+With `--ffmpeg PATH` the frames are made by ffmpeg itself instead (RGB to yuv420p and back to rgb24,
+swscale's defaults): a real converter whose table-driven path rounds each term apart, so its
+colours lie on no single rounded lattice (the static build of the `imageio-ffmpeg` wheel serves):
+
+    python benchmarks/make_video_set.py ../shared/data/photos/{005,012,023,036}.png --crop 512x384 --ffmpeg FFMPEG --out .cache/ffmpeg
 """
 
 import argparse
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -55,12 +62,25 @@ def video_frame(rgb: np.ndarray) -> np.ndarray:
     return to_rgb(ycc[..., 0], upsample(subsample(ycc[..., 1])), upsample(subsample(ycc[..., 2])))
 
 
-def arguments(description: str) -> tuple[argparse.Namespace, tuple[int, int] | None]:
+def ffmpeg_frame(rgb: np.ndarray, ffmpeg: str) -> np.ndarray:
+    """The frame as ffmpeg gives it back after yuv420p (its defaults both ways)."""
+    rgb = np.ascontiguousarray(rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2, :3])
+    size = f"{rgb.shape[1]}x{rgb.shape[0]}"
+    def run(data, src, dst):
+        return subprocess.run([ffmpeg, "-v", "error", "-f", "rawvideo", "-pix_fmt", src, "-s", size, "-i", "-",
+                               "-f", "rawvideo", "-pix_fmt", dst, "-"], input=data, capture_output=True, check=True).stdout
+    out = run(run(rgb.tobytes(), "rgb24", "yuv420p"), "yuv420p", "rgb24")
+    return np.frombuffer(out, dtype=np.uint8).reshape(rgb.shape)
+
+
+def arguments(description: str, with_ffmpeg: bool = False) -> tuple[argparse.Namespace, tuple[int, int] | None]:
     """IMAGES... [--crop WxH] --out PATH (this script's and the headroom study's), never Kodak."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("--crop", default=None, help="WxH center crop")
     parser.add_argument("--out", type=Path, required=True)
+    if with_ffmpeg:
+        parser.add_argument("--ffmpeg", default=None, help="make the frames with this ffmpeg binary instead")
     args = parser.parse_args()
     if any("kodak" in str(p).lower() for p in args.images):
         raise SystemExit("never build validation data from Kodak, nor study on it")
@@ -68,13 +88,14 @@ def arguments(description: str) -> tuple[argparse.Namespace, tuple[int, int] | N
 
 
 def main() -> None:
-    args, crop = arguments(__doc__.split("\n")[0])
+    args, crop = arguments(__doc__.split("\n")[0], with_ffmpeg=True)
     args.out.mkdir(parents=True, exist_ok=True)
     for path in args.images:
         target = args.out / f"{path.stem}.png"
         if target.exists():
             raise SystemExit(f"{target} exists; remove it first")
-        save_png(video_frame(center_crop(load_image(path), crop)), target)
+        image = center_crop(load_image(path), crop)
+        save_png(ffmpeg_frame(image, args.ffmpeg) if args.ffmpeg else video_frame(image), target)
         print(target)
 
 

@@ -233,6 +233,21 @@ def test_the_encoder_turns_parity_contexts_on_for_chroma_subsampled_images():
         assert np.array_equal(coder.decode(payload, image.shape, PRESETS["fast"], TABLES), image)
 
 
+def test_least_squares_per_parity_pay_on_subsampled_chroma_and_change_nothing_without_parity():
+    """`ols_parity`: where chroma repeats over 2x2 blocks, what predicts a value depends on where it
+    lies in its block; the least squares with a weight set per parity code such an image smaller
+    (parity on), and with parity off the stream is the one without them, byte for byte (old max)."""
+    image = subsampled_image()
+    on, off = (replace(PRESETS["max"], ols_parity=1), replace(PRESETS["max"], ols_parity=0))
+    by_parity = {}
+    for parity in (0, 1):
+        by_parity[parity] = [coder.encode(image, replace(s, parity=parity), TABLES)[0] for s in (on, off)]
+        for payload, settings in zip(by_parity[parity], (on, off)):
+            assert np.array_equal(coder.decode(payload, image.shape, replace(settings, parity=parity), TABLES), image)
+    assert len(by_parity[1][0]) < len(by_parity[1][1])
+    assert by_parity[0][0] == by_parity[0][1]
+
+
 def test_codec_round_trip_through_files_with_an_independent_reader(bundles, tmp_path):
     import imagecodecs
 
@@ -372,13 +387,15 @@ def test_golden_streams_decode_on_every_cpu_level_and_thread_count(level, bundle
 
 
 @pytest.mark.parametrize("version, unset", [("0.3", ("mix", "ols_wide", "channel_order")), ("0.4", ("channel_order",)),
-                                            ("0.5", ("colour",)), ("0.6", ("seen",)), ("0.7", ("lattice",))])
+                                            ("0.5", ("colour",)), ("0.6", ("seen",)), ("0.7", ("lattice",)),
+                                            ("0.8", ("ols_parity",))])
 def test_payloads_of_earlier_engines_still_decode(version, unset):
     """Payloads made by earlier engines (tests/expected/engine-VERSION: 0.3, before the mixing
     stage, made at commit 936c741: LMS with parity contexts, least squares, the encoder's choice;
     0.4, before the encoder's choice of channel order, made at b2e3230: the fast and max presets
     of then; 0.5, before the JPEG colour transform, the presets of 4c2152c; 0.6, before the seen-colours
-    model, the presets of 9a602e8; 0.7, before the lattice found per image, the presets of e109611) decode to the image with today's kernels under the same settings (later stages at
+    model, the presets of 9a602e8; 0.7, before the lattice found per image, the presets of e109611; 0.8, before the least squares' weight sets per
+    parity, the presets of 3e3cd0d) decode to the image with today's kernels under the same settings (later stages at
     their defaults, off) and re-encode to the same bytes: later stages are settings, never silent
     changes of the old path."""
     image = np.asarray(Image.open(EXPECTED / "astronaut-64x40.png").convert("RGB"))

@@ -189,6 +189,8 @@ def export_online(out: Path, preset: str = "fast", overrides: dict | None = None
            "models (the residuals of the pixel's earlier channels and its neighbours; trainer/engine/mixing.py), "
            if settings.mix else "")
         + "and a range coder, all compiled (trainer/engine). "
+        + ("Where the encoder finds it pays (chroma-subsampled sources repeat every 2 pixels), the least "
+           "squares keep one weight set per pixel-position parity. " if settings.ols and settings.ols_parity else "")
         + ("The encoder chooses the order of the first three channels (the one that codes the image's "
            "middle rows smallest). " if settings.channel_order else "")
         + ("An image a JPEG decoder made (every pixel on libjpeg's integer YCbCr-to-RGB lattice) is coded "

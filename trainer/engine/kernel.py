@@ -140,7 +140,8 @@ def code_subpixel(image, y, x, c, r0, r1, r2, pixels, md, sc, t, io, p):
     sc.residual[c] = v16 - mu
     scale.update(md.scale, c, bucket, light, pp, gradient, texture, row, v, abs(v16 - mu), mu, t.cdf, offset,
                  t.code_length, p)
-    learn(v16, base, by_lms, ws, ws_lms, pixels, md, sc, p)
+    # the least squares solve every ols_interval-th pixel; with a set per parity, every ols_interval-th of its own
+    learn(v16, base, by_lms, ws, ws_lms, (x >> 1) if p.ols_parity and p.parity > 0 else pixels, md, sc, p)
     return bits
 
 
@@ -154,7 +155,7 @@ def correct(base, bucket, c, pp, X, r0, r1, r2, md, sc, t, p):
     n_parity = 4 if p.parity > 0 else 1
     use_ols = p.ols > 0
     cls = (c * ns + (bucket * ns) // nb) * n_parity
-    ws = cls + (pp if not use_ols else 0)
+    ws = cls + (pp if not use_ols or p.ols_parity else 0)  # pp is 0 without parity
     ws_lms = cls + pp if use_ols and p.mix else ws
     corrections.inputs(sc.u, sc.preds, base, sc.residual, md.rows.V, r0, r1, r2, X, c, use_ols and p.ols_wide > 0)
     blend, by_lms = base, base
@@ -177,12 +178,12 @@ def ols_inputs(p):
 
 
 @numba.njit(cache=True, nogil=True)
-def learn(v16, base, by_lms, ws, ws_lms, pixels, md, sc, p):
+def learn(v16, base, by_lms, ws, ws_lms, tick, md, sc, p):
     """The corrections learn from the value."""
     use_ols = p.ols > 0
     if use_ols:
         decay = 1.0 - 1.0 / (1 << p.ols_decay_shift)
-        least_squares.update(md.ols, ws, ols_inputs(p), v16 - base, decay, pixels % p.ols_interval == 0,
+        least_squares.update(md.ols, ws, ols_inputs(p), v16 - base, decay, tick % p.ols_interval == 0,
                              p.ols_ridge * 0.01)
     if not use_ols or p.mix:
         norm = 0

@@ -76,13 +76,16 @@ class EngineSettings:
     # Photo CD scans: trainer.engine.lattice), the encoder codes its planes instead of R, G, B; the
     # payload carries the lattice
     lattice: int = 0
+    # 1: with `ols` and `parity`, the least squares also keep a weight set per pixel-position parity (where
+    # chroma repeats every 2 pixels, what predicts a value depends on where it lies in its 2x2 block)
+    ols_parity: int = 0
 
     def __post_init__(self):
         limits = {"lms_shift": (1, 20), "weight_sets": (1, 8), "ols": (0, 2), "ols_interval": (1, 64),
                   "ols_decay_shift": (4, 20), "ols_ridge": (1, 10000),
                   "energy_channel": (0, 16), "energy_best": (0, 64), "energy_far": (0, 64),
                   "blend_far": (0, 1), "parity": (0, 2), "scale_mix": (0, 4), "fallback_webp": (0, 1),
-                  "fallback_jxl": (0, 10), "mix": (0, 1), "mix_lr": (1, 256), "mix_limit": (1, 1023), "ols_wide": (0, 1), "channel_order": (0, 1), "fallback_best": (0, 1), "colour": (0, 1), "network": (0, 1), "seen": (0, 2), "halvings": (0, 1), "lattice": (0, 1),
+                  "fallback_jxl": (0, 10), "mix": (0, 1), "mix_lr": (1, 256), "mix_limit": (1, 1023), "ols_wide": (0, 1), "channel_order": (0, 1), "fallback_best": (0, 1), "colour": (0, 1), "network": (0, 1), "seen": (0, 2), "halvings": (0, 1), "lattice": (0, 1), "ols_parity": (0, 1),
                   "scale_adapt_shift": (1, 12), "scale_init": (1, 256), "intensity_bits": (0, 6),
                   "scale_step": (0, 16), "scale_search_shift": (1, 16), "stripe_rows": (0, 1 << 20)}
         for name, (low, high) in limits.items():
@@ -165,7 +168,9 @@ def choice_facts(byte: int, channels: int) -> dict:
 # benchmarks/results/camera; benchmarks/EXPERIMENTS.md). Both model the colours seen so far (`seen`: video
 # frames -9.3 % with max, held-out photos -0.3 %, camera crops 0.0 %; benchmarks/EXPERIMENTS.md). Both
 # code an image on a lattice found for it as its planes (`lattice`: video frames -20.9 % with max,
-# benchmarks/results/lattice_study.json).
+# benchmarks/results/lattice_study.json). max's least squares keep a weight set per pixel-position parity
+# where the encoder's parity choice finds it pays (`ols_parity`: ffmpeg's video frames of the held-out crops
+# -4.9 %, camera crops -0.6 %, held-out photos 0.0 %; benchmarks/EXPERIMENTS.md).
 PRESETS = {"fast": EngineSettings(mix=1, fallback_webp=0, fallback_jxl=2, fallback_best=1, colour=1, seen=1, lattice=1),
            "max": EngineSettings(ols=1, mix=1, ols_wide=1, channel_order=1, stripe_rows=1024, fallback_webp=0,
-                                 fallback_jxl=9, fallback_best=1, colour=1, seen=1, lattice=1)}
+                                 fallback_jxl=9, fallback_best=1, colour=1, seen=1, lattice=1, ols_parity=1)}
