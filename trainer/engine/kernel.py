@@ -15,7 +15,7 @@ Per subpixel (raster order, channels in order; every channel of a pixel sees the
    squares (float64) over the sub-predictions' deviations from the blend and the previous
    channels' residuals at this pixel (with `ols_wide`, also 5 farther neighbours and 3 more
    inter-channel predictions), one weight set per channel and error-energy class (the LMS also
-   per pixel-position parity, with `parity`). Under the mixing stage the LMS runs beside the
+   per pixel-position parity, with `parity`; the least squares too with `ols_parity`). Under the mixing stage the LMS runs beside the
    least squares, its prediction the centre of the stage's second logistic.
 4. A discretized logistic around the prediction. Its scale: the context's running mean |residual|
    (context: channel, local error energy, brightness, and with `parity` whether x and y are odd:
